@@ -1,1 +1,1 @@
-"""capacity"""
+"""Capacity planning: saved what-if scenarios (tables so far)."""

@@ -1,1 +1,1 @@
-"""vitals"""
+"""Session monitoring: checklist, doses, vitals, adverse events and alerts (tables so far)."""

@@ -1,0 +1,412 @@
+"""The series planner: protocol + constraints + existing bookings + "now" → proposed sessions.
+
+A pure function (no database, no clock). It places every session of a series at once, each one
+satisfying together:
+
+- the site's opening hours in the site's own time zone (so correct across both DST changes) and its
+  closed days, for the session's whole chair time (pre-assessment + dosing + recovery);
+- a chair free for the whole chair time;
+- nurse capacity: at no moment is the nursing load above what the nurses on shift can carry, where a
+  patient in dosing needs 1/ratio_dosing of a nurse and a patient in pre-assessment or recovery needs
+  1/ratio_recovery of one;
+- a prescriber on site for the whole dosing window;
+- the patient is never booked twice at overlapping times;
+- the protocol's minimum and maximum days between sessions and its sessions-per-week limit (per phase
+  for protocols such as esketamine: twice weekly for four weeks, then weekly);
+- level-loading: on a day, the start time with the fewest other starts nearby wins, so starts are
+  staggered rather than piled at opening time.
+
+A session that cannot be placed is never dropped or moved silently: the plan says which constraint
+blocked it most often and offers the nearest alternatives (outside the spacing window if need be),
+and the sessions after it are reported as waiting on it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+# The constraints, in the order they are checked; the names are shown to people.
+CLOSED = "the site is closed that day"
+HOURS = "outside opening hours"
+WINDOW = "outside the preferred days or times"
+PAST = "in the past"
+CHAIR = "no chair free"
+NURSES = "not enough nurses on shift"
+PRESCRIBER = "no prescriber on site during dosing"
+PATIENT = "the patient is already booked then"
+WEEKLY = "the weekly session limit is reached"
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A block of the series: `sessions` sessions at most `per_week` a week."""
+
+    sessions: int
+    per_week: int
+
+
+@dataclass(frozen=True)
+class SeriesRule:
+    """What a protocol says about placing its sessions."""
+
+    sessions: int
+    pre_minutes: int
+    dosing_minutes: int
+    post_minutes: int
+    min_days_between: int
+    max_days_between: int | None
+    max_per_week: int
+    phases: tuple[Phase, ...] = ()
+
+    @property
+    def chair_minutes(self) -> int:
+        return self.pre_minutes + self.dosing_minutes + self.post_minutes
+
+    def per_week_for(self, number: int) -> int:
+        """The weekly limit that applies to session `number` (1-based)."""
+        seen = 0
+        for phase in self.phases:
+            seen += phase.sessions
+            if number <= seen:
+                return min(phase.per_week, self.max_per_week)
+        return self.max_per_week
+
+
+@dataclass(frozen=True)
+class SiteCalendar:
+    """A site as the planner needs it. `hours` maps weekday (0 = Monday) to local opening spans."""
+
+    zone: ZoneInfo
+    hours: dict[int, tuple[tuple[time, time], ...]]
+    chair_ids: tuple[int, ...]
+    closed_days: frozenset[date] = frozenset()
+    nurse_ratio_dosing: int = 2
+    nurse_ratio_recovery: int = 4
+    granularity_minutes: int = 15
+
+
+@dataclass(frozen=True)
+class Booking:
+    """An existing active session at the site (or anywhere, for the patient check)."""
+
+    chair_id: int | None
+    patient_id: int
+    start: datetime
+    end: datetime
+    dosing_start: datetime
+    dosing_end: datetime
+
+
+@dataclass(frozen=True)
+class StaffShift:
+    role: str  # "nurse" or "prescriber"
+    start: datetime
+    end: datetime
+    staff_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Preferences:
+    earliest: date
+    weekdays: frozenset[int] | None = None  # 0 = Monday; None = any open day
+    window: tuple[time, time] | None = None  # local start-time window; None = any time open
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One placed session."""
+
+    number: int
+    chair_id: int
+    start: datetime
+    end: datetime
+    dosing_start: datetime
+    dosing_end: datetime
+
+    def as_booking(self, patient_id: int) -> Booking:
+        return Booking(self.chair_id, patient_id, self.start, self.end, self.dosing_start, self.dosing_end)
+
+
+@dataclass(frozen=True)
+class Unplaced:
+    """A session the planner could not place, with why and what is nearest."""
+
+    number: int
+    reason: str
+    blockers: dict[str, int] = field(default_factory=dict)
+    alternatives: tuple[Slot, ...] = ()
+    alternative_notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SeriesPlan:
+    slots: tuple[Slot, ...]
+    unplaced: tuple[Unplaced, ...]
+
+    @property
+    def complete(self) -> bool:
+        return not self.unplaced
+
+
+# --- the load model -----------------------------------------------------------------------------
+
+
+def _phases_of(b: Booking | Slot) -> list[tuple[datetime, datetime, str]]:
+    """(start, end, kind) of the attention phases of a session: pre/recovery are 'watch', dosing is 'dose'."""
+    out = []
+    if b.dosing_start > b.start:
+        out.append((b.start, b.dosing_start, "watch"))
+    out.append((b.dosing_start, b.dosing_end, "dose"))
+    if b.end > b.dosing_end:
+        out.append((b.dosing_end, b.end, "watch"))
+    return out
+
+
+def nurse_load_ok(
+    candidate: Slot | Booking,
+    bookings: Sequence[Booking],
+    nurse_shifts: Sequence[StaffShift],
+    ratio_dosing: int,
+    ratio_recovery: int,
+) -> bool:
+    """Whether adding `candidate` keeps the nursing load within the nurses on shift at every moment.
+
+    Load is piecewise constant, so it is enough to check it at every boundary inside the candidate's
+    chair time. Integer arithmetic: dosing × ratio_recovery + watch × ratio_dosing ≤ nurses × both.
+    """
+    lo, hi = candidate.start, candidate.end
+    relevant = [b for b in bookings if b.start < hi and b.end > lo]
+    shifts = [s for s in nurse_shifts if s.start < hi and s.end > lo]
+    points = {lo}
+    for b in [*relevant, candidate]:
+        for start, end, _ in _phases_of(b):
+            points.update(t for t in (start, end) if lo <= t < hi)
+    points.update(t for s in shifts for t in (s.start, s.end) if lo <= t < hi)
+    all_phases = [p for b in [*relevant, candidate] for p in _phases_of(b)]
+    for t in points:
+        dosing = sum(1 for s, e, k in all_phases if k == "dose" and s <= t < e)
+        watch = sum(1 for s, e, k in all_phases if k == "watch" and s <= t < e)
+        nurses = sum(1 for s in shifts if s.start <= t < s.end)
+        if dosing * ratio_recovery + watch * ratio_dosing > nurses * ratio_dosing * ratio_recovery:
+            return False
+    return True
+
+
+def covered(start: datetime, end: datetime, shifts: Iterable[StaffShift]) -> bool:
+    """Whether the union of `shifts` covers [start, end) without a gap."""
+    t = start
+    for s in sorted(shifts, key=lambda s: s.start):
+        if s.start > t:
+            break
+        t = max(t, s.end)
+        if t >= end:
+            return True
+    return t >= end
+
+
+def _overlaps(a_start: datetime, a_end: datetime, b_start: datetime, b_end: datetime) -> bool:
+    return a_start < b_end and b_start < a_end
+
+
+# --- candidates ---------------------------------------------------------------------------------
+
+
+def _local_starts(day: date, site: SiteCalendar, rule: SeriesRule, prefs: Preferences
+                  ) -> tuple[list[datetime], str | None]:
+    """Start instants (UTC) on `day` that fit the opening hours and the preferences, or why none do.
+
+    Wall-clock times are laid out in the site's zone and converted one by one, so a day on which the
+    clocks change still opens and closes at its local hours.
+    """
+    if day in site.closed_days:
+        return [], CLOSED
+    spans = site.hours.get(day.weekday(), ())
+    if not spans:
+        return [], CLOSED
+    if prefs.weekdays is not None and day.weekday() not in prefs.weekdays:
+        return [], WINDOW
+    step = timedelta(minutes=site.granularity_minutes)
+    length = timedelta(minutes=rule.chair_minutes)
+    starts: list[datetime] = []
+    reason = HOURS
+    for open_t, close_t in spans:
+        close_utc = datetime.combine(day, close_t, site.zone).astimezone(UTC)
+        wall = datetime.combine(day, open_t)
+        while wall.date() == day:
+            as_utc = wall.replace(tzinfo=site.zone).astimezone(UTC)
+            if as_utc + length > close_utc:
+                break
+            # A wall-clock time that does not exist (spring forward) does not round-trip: skip it.
+            if as_utc.astimezone(site.zone).replace(tzinfo=None) == wall:
+                if prefs.window is None or prefs.window[0] <= wall.time() <= prefs.window[1]:
+                    starts.append(as_utc)
+                else:
+                    reason = WINDOW
+            wall += step
+    return starts, (None if starts else reason)
+
+
+def _slot(number: int, chair_id: int, start: datetime, rule: SeriesRule) -> Slot:
+    dosing_start = start + timedelta(minutes=rule.pre_minutes)
+    dosing_end = dosing_start + timedelta(minutes=rule.dosing_minutes)
+    return Slot(number, chair_id, start, start + timedelta(minutes=rule.chair_minutes), dosing_start, dosing_end)
+
+
+@dataclass
+class _Context:
+    rule: SeriesRule
+    site: SiteCalendar
+    bookings: list[Booking]
+    nurse_shifts: list[StaffShift]
+    prescriber_shifts: list[StaffShift]
+    patient_id: int
+    now: datetime
+
+
+def _check(ctx: _Context, number: int, start: datetime, week_counts: Counter, week_of) -> tuple[Slot | None, str]:
+    """The slot at `start` on the first free chair, or the first constraint that blocks it."""
+    if start < ctx.now:
+        return None, PAST
+    if week_counts[week_of(start)] >= ctx.rule.per_week_for(number):
+        return None, WEEKLY
+    probe = _slot(number, -1, start, ctx.rule)
+    if any(b.patient_id == ctx.patient_id and _overlaps(b.start, b.end, probe.start, probe.end)
+           for b in ctx.bookings):
+        return None, PATIENT
+    busy = {b.chair_id for b in ctx.bookings if _overlaps(b.start, b.end, probe.start, probe.end)}
+    free = [c for c in ctx.site.chair_ids if c not in busy]
+    if not free:
+        return None, CHAIR
+    if not covered(probe.dosing_start, probe.dosing_end, ctx.prescriber_shifts):
+        return None, PRESCRIBER
+    if not nurse_load_ok(probe, ctx.bookings, ctx.nurse_shifts, ctx.site.nurse_ratio_dosing,
+                         ctx.site.nurse_ratio_recovery):
+        return None, NURSES
+    return replace(probe, chair_id=free[0]), ""
+
+
+def _crowding(start: datetime, bookings: Sequence[Booking], site: SiteCalendar) -> int:
+    """Level-loading: how many of the site's sessions start close to `start` (fewer is better)."""
+    near = timedelta(minutes=max(30, 2 * site.granularity_minutes))
+    chairs = set(site.chair_ids)
+    return sum(1 for b in bookings if b.chair_id in chairs and abs(b.start - start) < near)
+
+
+def _best_on_day(ctx: _Context, number: int, day: date, prefs: Preferences, week_counts: Counter, week_of,
+                 blockers: Counter) -> Slot | None:
+    starts, why = _local_starts(day, ctx.site, ctx.rule, prefs)
+    if why:
+        blockers[why] += 1
+        return None
+    best: tuple[int, datetime, Slot] | None = None
+    for start in starts:
+        slot, reason = _check(ctx, number, start, week_counts, week_of)
+        if slot is None:
+            blockers[reason] += 1
+            continue
+        key = (_crowding(start, ctx.bookings, ctx.site), start, slot)
+        if best is None or key[:2] < best[:2]:
+            best = key
+    return best[2] if best else None
+
+
+def plan_series(
+    rule: SeriesRule,
+    site: SiteCalendar,
+    *,
+    bookings: Sequence[Booking],
+    shifts: Sequence[StaffShift],
+    prefs: Preferences,
+    patient_id: int,
+    now: datetime,
+    first_number: int = 1,
+    last_session_day: date | None = None,
+    fixed: Sequence[Slot] = (),
+    search_days: int = 42,
+) -> SeriesPlan:
+    """Propose sessions `first_number` … `rule.sessions` of a series.
+
+    `bookings` are the site's active sessions plus the patient's anywhere; `shifts` the site's nurse
+    and prescriber shifts; `fixed` the course's sessions already held or kept (they count for the
+    weekly limits, and the spacing runs on from `last_session_day`). For the first session the search
+    runs `search_days` days from `prefs.earliest`; every later one must fall within the protocol's
+    spacing of the one before.
+    """
+    ctx = _Context(rule, site, list(bookings), [s for s in shifts if s.role == "nurse"],
+                   [s for s in shifts if s.role == "prescriber"], patient_id, now)
+
+    def local_day(t: datetime) -> date:
+        return t.astimezone(site.zone).date()
+
+    def week_of(t: datetime) -> tuple[int, int]:
+        return local_day(t).isocalendar()[:2]
+
+    week_counts: Counter = Counter(week_of(s.start) for s in fixed)
+    slots: list[Slot] = []
+    previous = last_session_day
+    for number in range(first_number, rule.sessions + 1):
+        if previous is None:
+            first_day, last_day = prefs.earliest, prefs.earliest + timedelta(days=search_days)
+        else:
+            first_day = max(previous + timedelta(days=rule.min_days_between), prefs.earliest)
+            last_day = (previous + timedelta(days=rule.max_days_between) if rule.max_days_between is not None
+                        else first_day + timedelta(days=search_days))
+        first_day = max(first_day, local_day(now))
+        blockers: Counter = Counter()
+        placed = None
+        day = first_day
+        while day <= last_day and placed is None:
+            placed = _best_on_day(ctx, number, day, prefs, week_counts, week_of, blockers)
+            day += timedelta(days=1)
+        if placed is None:
+            alternatives, notes = _nearest_alternatives(ctx, number, last_day, prefs, week_counts, week_of,
+                                                        previous, rule)
+            reason = _explain(blockers, first_day, last_day)
+            unplaced = [Unplaced(number, reason, dict(blockers), alternatives, notes)]
+            unplaced += [Unplaced(n, f"waits on session {number}, which could not be placed")
+                         for n in range(number + 1, rule.sessions + 1)]
+            return SeriesPlan(tuple(slots), tuple(unplaced))
+        slots.append(placed)
+        ctx.bookings.append(placed.as_booking(patient_id))
+        week_counts[week_of(placed.start)] += 1
+        previous = local_day(placed.start)
+    return SeriesPlan(tuple(slots), ())
+
+
+def _explain(blockers: Counter, first_day: date, last_day: date) -> str:
+    window = f"between {first_day.isoformat()} and {last_day.isoformat()}"
+    if not blockers:
+        return f"no opening {window}"
+    main, _ = blockers.most_common(1)[0]
+    return f"no slot {window}: mostly {main}"
+
+
+def _nearest_alternatives(ctx: _Context, number: int, after: date, prefs: Preferences, week_counts: Counter,
+                          week_of, previous: date | None, rule: SeriesRule, *, want: int = 3,
+                          look_days: int = 21) -> tuple[tuple[Slot, ...], tuple[str, ...]]:
+    """The nearest slots past the window (relaxing the preferences if they were the obstacle)."""
+    found: list[Slot] = []
+    notes: list[str] = []
+    relaxed = Preferences(prefs.earliest)
+    for p in (prefs, relaxed):
+        day = after + timedelta(days=1)
+        while day <= after + timedelta(days=look_days) and len(found) < want:
+            slot = _best_on_day(ctx, number, day, p, week_counts, week_of, Counter())
+            if slot and slot.start not in {f.start for f in found}:
+                found.append(slot)
+                bits = []
+                if previous is not None and rule.max_days_between is not None:
+                    gap = (day - previous).days
+                    if gap > rule.max_days_between:
+                        bits.append(f"{gap} days after the previous session (maximum {rule.max_days_between})")
+                if p is relaxed and prefs != relaxed:
+                    bits.append("outside the preferred days or times")
+                notes.append("; ".join(bits) or "next opening")
+            day += timedelta(days=1)
+        if found:
+            break
+    return tuple(found), tuple(notes)

@@ -181,7 +181,7 @@ def _login_url(**params: Any) -> str:
 
 def _idle_timed_out() -> Any:
     """Lock a session that has been idle too long; keep what was being submitted."""
-    if g.get("auth_via") == "token" or not current_user.is_authenticated:
+    if not current_user.is_authenticated or g.get("auth_via") == "token":
         return None
     now = clock()
     seen = session.get("seen")

@@ -13,6 +13,7 @@ class ConsentState:
     text_version: str
     signed_at: datetime
     expires_at: datetime | None
+    id: int | None = None
 
 
 def consent_status(signed_at: datetime, expires_at: datetime | None, revoked_at: datetime | None,

@@ -84,6 +84,10 @@ class ConsentIn(_Input):
         return v
 
 
+class ConsentRevoke(_Input):
+    reason: str = Field(min_length=3, max_length=500, description="Why the consent no longer holds")
+
+
 class PatientQuery(_Input):
     q: str | None = Field(default=None, max_length=100, description="Name, MRN or date of birth (YYYY-MM-DD)")
     page: int = Field(default=1, ge=1, le=10_000)

@@ -151,7 +151,7 @@ def latest_consents(rows: list[Consent], now: datetime) -> list[ConsentState]:
     for c in sorted(rows, key=lambda c: c.signed_at, reverse=True):
         if c.kind not in seen:
             seen[c.kind] = ConsentState(c.kind, consent_status(c.signed_at, c.expires_at, c.revoked_at, now),
-                                        c.text_version, c.signed_at, c.expires_at)
+                                        c.text_version, c.signed_at, c.expires_at, c.id)
     return list(seen.values())
 
 

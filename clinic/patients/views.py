@@ -8,7 +8,7 @@ from clinic.auth.permissions import requires
 from clinic.db import get_db
 from clinic.errors import ClinicError
 from clinic.patients import service
-from clinic.patients.schemas import ConsentIn, FlagClear, FlagIn, PatientIn, PatientQuery, PatientUpdate
+from clinic.patients.schemas import ConsentIn, ConsentRevoke, FlagClear, FlagIn, PatientIn, PatientQuery, PatientUpdate
 from clinic.sessions.service import list_sites
 from clinic.vocab import CONSENT_KINDS, PATIENT_FLAG_KINDS, SEXES
 from clinic.web import actor, age_on, clock, form_dict, parse, settings, today_local
@@ -127,7 +127,8 @@ def consent_add(patient_id: int):
 def consent_revoke(consent_id: int):
     patient_id = int(request.form.get("patient_id", 0))
     try:
-        service.revoke_consent(get_db(), actor(), consent_id, request.form.get("reason", ""), now=clock())
+        data = parse(ConsentRevoke, {"reason": request.form.get("reason", "")})
+        service.revoke_consent(get_db(), actor(), consent_id, data.reason, now=clock())
         flash("Consent revoked.", "success")
     except ClinicError as err:
         flash("Consent not revoked: " + err.message, "error")

@@ -128,6 +128,10 @@ def test_consent_status_current_and_expired(client, nurse, db, app):
         "expires_on": (today + timedelta(days=355)).isoformat(), "csrf_token": token})
     assert r.status_code == 302
     assert "✓ Current" in client.get(f"/patients/{patient.id}").get_data(as_text=True)
+    consent = db.exec(select(Consent)).one()
+    r = client.post(f"/patients/consents/{consent.id}/revoke", data={"reason": "", "patient_id": patient.id,
+                                                                      "csrf_token": token}, follow_redirects=True)
+    assert "Consent not revoked" in r.get_data(as_text=True)
     app.extensions["clinic.clock"].now = utcnow() + timedelta(days=400)
     login(client, "nina.nurse")
     assert "✕ Expired" in client.get(f"/patients/{patient.id}").get_data(as_text=True)

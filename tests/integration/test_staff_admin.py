@@ -103,7 +103,9 @@ def test_api_token_is_shown_once_and_can_be_revoked(client, admin, nurse, db):
     stored = db.exec(select(ApiToken)).one()
     assert secret not in stored.token_hash
     api = client.application.test_client()
-    assert api.get("/api/v1/me", headers={"Authorization": f"Bearer {secret}"}).json["username"] == "nina.nurse"
+    r = api.get("/api/v1/me", headers={"Authorization": f"Bearer {secret}"})
+    assert r.json["username"] == "nina.nurse"
+    assert "Set-Cookie" not in r.headers  # a token call opens no browser session
     client.post(f"/admin/tokens/{stored.id}/revoke", data={"csrf_token": csrf_token(client, "/")})
     assert api.get("/api/v1/me", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
 

@@ -31,15 +31,18 @@
     var params = new URLSearchParams(window.location.search);
     var token = params.get("draft");
     if (!token) return;
+    // On the sign-in page itself there is nothing to fill: the token travels on with the sign-in form.
+    if (!document.querySelector("form:not([data-no-draft])")) return;
     window.chairside.fetch("/drafts/" + encodeURIComponent(token)).then(function (r) {
       return r.ok ? r.json() : null;
     }).then(function (draft) {
-      params.delete("draft");
-      var clean = window.location.pathname + (params.toString() ? "?" + params.toString() : "") + window.location.hash;
-      window.history.replaceState(null, "", clean);
       if (!draft) return;
       var form = bestForm(draft.fields);
       if (!form) return;
+      // Only now is the kept entry really in the form: drop the token from the address.
+      params.delete("draft");
+      var clean = window.location.pathname + (params.toString() ? "?" + params.toString() : "") + window.location.hash;
+      window.history.replaceState(null, "", clean);
       Object.keys(draft.fields).forEach(function (name) {
         var values = draft.fields[name];
         var inputs = form.querySelectorAll('[name="' + CSS.escape(name) + '"]');

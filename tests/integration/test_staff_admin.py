@@ -37,7 +37,7 @@ def test_bad_account_form_names_each_field(client, admin, db):
     r = _new_account(client, username="Bad Name!", password="short", roles=[])
     assert r.status_code == 422
     html = r.get_data(as_text=True)
-    assert 'id="e-username"' in html and 'id="e-password"' in html and "choose at least one role" in html
+    assert 'id="e-username"' in html and 'id="e-password"' in html and "Choose at least one role" in html
     assert 'value="New Nurse"' in html
     assert db.exec(select(StaffUser).where(StaffUser.full_name == "New Nurse")).first() is None
 
@@ -91,7 +91,7 @@ def test_credentials_are_recorded_and_expired_ones_shown(client, admin, nurse, d
     r = client.post(f"/admin/staff/{nurse.id}/credentials", data={"kind": "pilot", "number": "x",
                                                                   "expires_on": "soon", "csrf_token": token},
                     follow_redirects=True)
-    assert "kind: choose one of" in r.get_data(as_text=True) and "expires_on" in r.get_data(as_text=True)
+    assert "kind: Choose one of" in r.get_data(as_text=True) and "expires_on" in r.get_data(as_text=True)
     assert len(db.exec(select(Credential)).all()) == 2
 
 

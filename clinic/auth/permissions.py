@@ -28,6 +28,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "patients.edit": FLOOR,
     "patients.flags": CLINICAL,
     "patients.consent": CLINICAL,
+    # courses and bookings
+    "courses.view": FLOOR,
+    "courses.order": frozenset({PRESCRIBER}),
+    "sessions.book": frozenset({PRESCRIBER, MANAGER}),
     # staff administration
     "staff.view": frozenset({ADMIN, MANAGER}),
     "staff.manage": frozenset({ADMIN}),

@@ -410,3 +410,64 @@ def _nearest_alternatives(ctx: _Context, number: int, after: date, prefs: Prefer
         if found:
             break
     return tuple(found), tuple(notes)
+
+
+def slot_problem(
+    rule: SeriesRule,
+    site: SiteCalendar,
+    slot: Slot,
+    *,
+    bookings: Sequence[Booking],
+    shifts: Sequence[StaffShift],
+    patient_id: int,
+    now: datetime,
+) -> str | None:
+    """Why `slot` (on its own chair) cannot be booked now, or None if it can.
+
+    Used to check a confirmed proposal again inside the booking transaction: the world may have
+    changed since the proposal was made.
+    """
+    if slot.start < now:
+        return PAST
+    if slot.chair_id not in site.chair_ids:
+        return CHAIR
+    day = slot.start.astimezone(site.zone).date()
+    starts, why = _local_starts(day, site, rule, Preferences(day))
+    if why == CLOSED:
+        return CLOSED
+    if slot.start not in starts:
+        return HOURS
+    if any(b.patient_id == patient_id and _overlaps(b.start, b.end, slot.start, slot.end) for b in bookings):
+        return PATIENT
+    if any(b.chair_id == slot.chair_id and _overlaps(b.start, b.end, slot.start, slot.end) for b in bookings):
+        return CHAIR
+    if not covered(slot.dosing_start, slot.dosing_end, [s for s in shifts if s.role == "prescriber"]):
+        return PRESCRIBER
+    if not nurse_load_ok(slot, bookings, [s for s in shifts if s.role == "nurse"], site.nurse_ratio_dosing,
+                         site.nurse_ratio_recovery):
+        return NURSES
+    return None
+
+
+def spacing_problems(rule: SeriesRule, slots: Sequence[Slot], zone: ZoneInfo,
+                     previous_day: date | None = None) -> list[str]:
+    """The protocol's spacing and weekly limits, checked over a whole series (in the site's days)."""
+    problems = []
+    days = [s.start.astimezone(zone).date() for s in sorted(slots, key=lambda s: s.start)]
+    prev = previous_day
+    for slot, day in zip(sorted(slots, key=lambda s: s.start), days, strict=True):
+        if prev is not None:
+            gap = (day - prev).days
+            if gap < rule.min_days_between:
+                problems.append(f"session {slot.number}: {gap} days after the previous one "
+                                f"(at least {rule.min_days_between})")
+            if rule.max_days_between is not None and gap > rule.max_days_between:
+                problems.append(f"session {slot.number}: {gap} days after the previous one "
+                                f"(at most {rule.max_days_between})")
+        prev = day
+    weeks = Counter(d.isocalendar()[:2] for d in days)
+    for slot, day in zip(sorted(slots, key=lambda s: s.start), days, strict=True):
+        if weeks[day.isocalendar()[:2]] > rule.per_week_for(slot.number):
+            problems.append(f"session {slot.number}: more than {rule.per_week_for(slot.number)} in its week")
+            break
+    return problems

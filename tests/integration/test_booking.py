@@ -1,0 +1,141 @@
+"""Booking: the whole series or nothing, the gates before ordering, and the 20-way race for one chair."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlmodel import select
+
+from clinic.auth.models import StaffUser
+from clinic.patients.models import Consent, EligibilityEvaluation, Patient
+from clinic.sessions.models import Chair, Shift, Site, TreatmentCourse, TreatmentSession
+from clinic.sessions.protocols import seed_protocols
+from tests.conftest import csrf_token, login, make_staff
+
+NY = ZoneInfo("America/New_York")
+DAY = date(2027, 1, 11)  # a Monday, far enough ahead
+
+
+@pytest.fixture
+def clinic(db):
+    protocols = seed_protocols(db)
+    prescriber = make_staff(db, "dr.pat", "prescriber")
+    nurses = [make_staff(db, f"nurse.{i}", "nurse") for i in range(3)]
+    site = db.exec(select(Site).where(Site.code == "HBR")).one()
+    chairs = db.exec(select(Chair).where(Chair.site_id == site.id).order_by(Chair.label)).all()
+    for i in range(40):
+        d = DAY + timedelta(days=i)
+        s = datetime.combine(d, time(7), NY).astimezone(UTC)
+        e = datetime.combine(d, time(20), NY).astimezone(UTC)
+        db.add(Shift(staff_user_id=prescriber.id, site_id=site.id, role="prescriber", starts_at=s, ends_at=e))
+        for n in nurses:
+            db.add(Shift(staff_user_id=n.id, site_id=site.id, role="nurse", starts_at=s, ends_at=e))
+    db.commit()
+    return {"protocols": protocols, "prescriber": prescriber, "site": site, "chairs": chairs}
+
+
+def ready_patient(db, n: int, *, eligible: bool = True, consent: bool = True) -> Patient:
+    now = datetime.now(UTC)
+    p = Patient(mrn=f"RACE-{n}", given_name="Pat", family_name=f"Ient{n}", date_of_birth=date(1980, 1, 1),
+                sex="female")
+    db.add(p)
+    db.commit()
+    if eligible:
+        prescriber = db.exec(select(StaffUser)).first()
+        db.add(EligibilityEvaluation(patient_id=p.id, prescriber_id=prescriber.id, evaluated_at=now,
+                                     diagnosis="Treatment-resistant depression", decision="eligible",
+                                     reasons="Meets criteria", valid_until=(now + timedelta(days=180)).date()))
+    if consent:
+        db.add(Consent(patient_id=p.id, kind="ketamine", text_version="KET-1", signed_at=now - timedelta(days=1),
+                       expires_at=now + timedelta(days=365)))
+    db.commit()
+    return p
+
+
+def order(clinic, patient, **extra) -> dict:
+    return {"patient_id": patient.id, "protocol_id": clinic["protocols"]["iv-induction"].id,
+            "site_id": clinic["site"].id, "earliest_start": DAY.isoformat()} | extra
+
+
+def headers(client) -> dict:
+    return {"X-CSRFToken": csrf_token(client, "/")}
+
+
+def test_prescriber_gets_a_whole_proposal_and_books_it(client, clinic, db):
+    patient = ready_patient(db, 1)
+    login(client, "dr.pat")
+    r = client.post("/api/v1/courses/proposal", json=order(clinic, patient), headers=headers(client))
+    assert r.status_code == 200, r.json
+    proposal = r.json
+    assert proposal["complete"] and proposal["problems"] == [] and len(proposal["slots"]) == 6
+    slots = [{"number": s["number"], "chair_id": s["chair_id"], "starts_at": s["start"]} for s in proposal["slots"]]
+    r = client.post("/api/v1/courses", json={"order": order(clinic, patient), "slots": slots}, headers=headers(client))
+    assert r.status_code == 201, r.json
+    sessions = db.exec(select(TreatmentSession).where(TreatmentSession.course_id == r.json["id"])).all()
+    assert sorted(s.number_in_course for s in sessions) == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_course_needs_eligibility_and_consent(client, clinic, db):
+    patient = ready_patient(db, 2, eligible=False, consent=False)
+    login(client, "dr.pat")
+    proposal = client.post("/api/v1/courses/proposal", json=order(clinic, patient), headers=headers(client)).json
+    assert "no eligibility evaluation on file" in proposal["problems"]
+    assert "no current ketamine consent" in proposal["problems"]
+    slots = [{"number": s["number"], "chair_id": s["chair_id"], "starts_at": s["start"]} for s in proposal["slots"]]
+    r = client.post("/api/v1/courses", json={"order": order(clinic, patient), "slots": slots}, headers=headers(client))
+    assert r.status_code == 422 and "cannot be ordered yet" in r.json["message"]
+    assert db.exec(select(TreatmentCourse)).all() == []
+
+
+def test_a_changed_world_refuses_the_whole_series(client, clinic, db):
+    first, second = ready_patient(db, 3), ready_patient(db, 4)
+    login(client, "dr.pat")
+    proposal = client.post("/api/v1/courses/proposal", json=order(clinic, first), headers=headers(client)).json
+    slots = [{"number": s["number"], "chair_id": s["chair_id"], "starts_at": s["start"]} for s in proposal["slots"]]
+    # Meanwhile someone books the chair and time of session 4 for another patient.
+    course = TreatmentCourse(patient_id=second.id, protocol_id=clinic["protocols"]["iv-booster"].id,
+                             prescriber_id=clinic["prescriber"].id, site_id=clinic["site"].id, earliest_start=DAY)
+    db.add(course)
+    db.commit()
+    taken = {"number": 1, "chair_id": slots[3]["chair_id"], "starts_at": slots[3]["starts_at"]}
+    assert client.post(f"/api/v1/courses/{course.id}/sessions", json=taken, headers=headers(client)).status_code == 201
+    r = client.post("/api/v1/courses", json={"order": order(clinic, first), "slots": slots}, headers=headers(client))
+    assert r.status_code == 409 and "Session 4" in r.json["message"] and "Nothing was booked" in r.json["message"]
+    assert db.exec(select(TreatmentSession).where(TreatmentSession.patient_id == first.id)).all() == []
+
+
+def test_twenty_requests_for_one_chair_and_time_book_exactly_one(app, clinic, db):
+    patients = [ready_patient(db, 100 + i) for i in range(20)]
+    courses = []
+    for p in patients:
+        c = TreatmentCourse(patient_id=p.id, protocol_id=clinic["protocols"]["iv-induction"].id,
+                            prescriber_id=clinic["prescriber"].id, site_id=clinic["site"].id, earliest_start=DAY)
+        db.add(c)
+        courses.append(c)
+    db.commit()
+    start = datetime.combine(DAY + timedelta(days=1), time(10), NY).astimezone(UTC).isoformat()
+    chair_id = clinic["chairs"][0].id
+    clients = []
+    for _ in range(20):
+        c = app.test_client()
+        login(c, "dr.pat")
+        clients.append((c, csrf_token(c, "/")))
+
+    def attempt(i: int):
+        c, token = clients[i]
+        r = c.post(f"/api/v1/courses/{courses[i].id}/sessions",
+                   json={"number": 1, "chair_id": chair_id, "starts_at": start}, headers={"X-CSRFToken": token})
+        return r.status_code, r.json
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(attempt, range(20)))
+    codes = sorted(code for code, _ in results)
+    assert codes == [201] + [409] * 19, results
+    for code, body in results:
+        if code == 409:
+            assert "chair" in body["message"].lower() and "booked" in body["message"].lower()
+    booked = db.exec(select(TreatmentSession).where(TreatmentSession.chair_id == chair_id)).all()
+    assert len(booked) == 1

@@ -20,6 +20,11 @@ __version__ = "0.1.0"
 csrf = CSRFProtect()
 
 
+def feature_blueprints() -> list:
+    """The page blueprints of the feature packages, one line each."""
+    return []
+
+
 def create_app(
     config_path: str | None = None,
     *,
@@ -79,9 +84,8 @@ def create_app(
 
     csrf.init_app(app)
     web.init_app(app)
-    app.register_blueprint(auth_bp)
-    app.register_blueprint(patients_bp)
-    app.register_blueprint(audit_bp)
+    for blueprint in (auth_bp, patients_bp, audit_bp, *feature_blueprints()):
+        app.register_blueprint(blueprint)
     register_api(app)
     app.teardown_appcontext(dbmod.close_db)
     return app

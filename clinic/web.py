@@ -328,7 +328,37 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def _globals() -> dict[str, Any]:
-        return {"settings": settings(), "ROLES": ROLES, "fmt_datetime": fmt_datetime, "fmt_date": fmt_date}
+        return {"settings": settings(), "ROLES": ROLES, "fmt_datetime": fmt_datetime, "fmt_date": fmt_date,
+                "nav_items": nav_items}
+
+
+# The main navigation: (endpoint, label). An item shows when its page exists and the person may open it.
+NAV = [
+    ("board.day", "Day board"),
+    ("board.week", "Calendar"),
+    ("patients.index", "Patients"),
+    ("waitlist.index", "Waitlist"),
+    ("rota.index", "Rota"),
+    ("protocols.index", "Protocols"),
+    ("auth.staff_list", "Staff"),
+    ("auditlog.index", "Audit trail"),
+]
+
+
+def nav_items() -> list[tuple[str, str, bool]]:
+    """(url, label, current) for the navigation of the signed-in person."""
+    out = []
+    for endpoint, label in NAV:
+        view = current_app.view_functions.get(endpoint)
+        permission = permission_of(view)
+        if view is None or permission is None or not current_user.can(permission):
+            continue
+        section = endpoint.split(".")[0]
+        current = bool(request.endpoint) and (request.endpoint == endpoint or (
+            request.endpoint.split(".")[0] == section and section not in ("auth", "board")
+            and request.endpoint != "patients.home"))
+        out.append((url_for(endpoint), label, current))
+    return out
 
 
 def view_funcs_without_permission(app: Flask) -> list[str]:

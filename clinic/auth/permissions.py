@@ -28,10 +28,27 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "patients.edit": FLOOR,
     "patients.flags": CLINICAL,
     "patients.consent": CLINICAL,
-    # courses and bookings
+    # eligibility before a first course
+    "eligibility.view": CLINICAL,
+    "eligibility.record": frozenset({PRESCRIBER}),
+    # protocols
+    "protocols.view": ANY_STAFF,
+    "protocols.manage": frozenset({PRESCRIBER, ADMIN}),
+    # staff rota
+    "rota.view": FLOOR,
+    "rota.manage": frozenset({MANAGER}),
+    # courses, bookings, the day board and calendars
     "courses.view": FLOOR,
     "courses.order": frozenset({PRESCRIBER}),
     "sessions.book": frozenset({PRESCRIBER, MANAGER}),
+    "sessions.change": frozenset({PRESCRIBER, MANAGER}),  # reschedule, cancel, mark no-show
+    "sessions.checkin": frozenset({NURSE, MANAGER}),
+    "board.view": FLOOR,
+    # waitlist
+    "waitlist.view": FLOOR,
+    "waitlist.manage": frozenset({MANAGER, PRESCRIBER}),
+    # outgoing messages (reminders)
+    "outbox.view": frozenset({MANAGER, ADMIN}),
     # staff administration
     "staff.view": frozenset({ADMIN, MANAGER}),
     "staff.manage": frozenset({ADMIN}),

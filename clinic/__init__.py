@@ -22,7 +22,11 @@ csrf = CSRFProtect()
 
 def feature_blueprints() -> list:
     """The page blueprints of the feature packages, one line each."""
-    return []
+    from clinic.sessions.board_views import bp as board_bp
+    from clinic.sessions.course_views import bp as courses_bp
+    from clinic.sessions.rota_views import bp as rota_bp
+
+    return [board_bp, courses_bp, rota_bp]
 
 
 def create_app(

@@ -125,6 +125,19 @@ def _has_sequence(conn) -> bool:
         "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").first())
 
 
+class FreshSession(Session):
+    """The test's session: every read goes to the database, since the app changes rows behind it."""
+
+    def exec(self, statement, *args, **kwargs):
+        if hasattr(statement, "execution_options") and getattr(statement, "is_select", False):
+            statement = statement.execution_options(populate_existing=True)
+        return super().exec(statement, *args, **kwargs)
+
+    def get(self, entity, ident, **kwargs):
+        kwargs.setdefault("populate_existing", True)
+        return super().get(entity, ident, **kwargs)
+
+
 @pytest.fixture
 def db(app, engine, settings) -> Iterator[Session]:
     """A clean database (config sites synced) and a session on it."""
@@ -138,7 +151,7 @@ def db(app, engine, settings) -> Iterator[Session]:
         bind = engine.execution_options(clinic_autocommit=True)
     else:
         bind = engine.execution_options(isolation_level="AUTOCOMMIT")
-    with Session(bind, expire_on_commit=False) as session:
+    with FreshSession(bind, expire_on_commit=False) as session:
         sync_sites(session, settings)
         yield session
         session.rollback()

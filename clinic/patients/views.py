@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user
 
 from clinic.auth.permissions import requires
 from clinic.db import get_db
 from clinic.errors import ClinicError
 from clinic.patients import service
 from clinic.patients.schemas import ConsentIn, ConsentRevoke, FlagClear, FlagIn, PatientIn, PatientQuery, PatientUpdate
-from clinic.sessions.service import list_sites
-from clinic.vocab import CONSENT_KINDS, PATIENT_FLAG_KINDS, SEXES
+from clinic.sessions.service import courses_of, list_sites
+from clinic.vocab import CONSENT_KINDS, COURSE_STATUSES, PATIENT_FLAG_KINDS, SEXES
 from clinic.web import actor, age_on, clock, form_dict, parse, settings, today_local
 
 bp = Blueprint("patients", __name__)
@@ -61,7 +62,9 @@ def register():
 @requires("patients.view")
 def show(patient_id: int):
     record = service.view(get_db(), actor(), patient_id, now=clock())
+    courses = courses_of(get_db(), patient_id) if current_user.can("courses.view") else []
     return render_template("patients/show.html", r=record, p=record.patient, today=today_local(), age_on=age_on,
+                           courses=courses, course_statuses=COURSE_STATUSES,
                            flag_kinds=PATIENT_FLAG_KINDS, consent_kinds=CONSENT_KINDS, sexes=SEXES)
 
 

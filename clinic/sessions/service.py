@@ -72,3 +72,26 @@ def list_sites(db: Session, *, active_only: bool = True) -> list[Site]:
 
 def chairs_of(db: Session, site_id: int) -> list[Chair]:
     return list(db.exec(select(Chair).where(Chair.site_id == site_id, Chair.active).order_by(Chair.label)))
+
+
+def courses_of(db: Session, patient_id: int) -> list[dict]:
+    """A patient's courses, newest first, with protocol name and sessions done / planned / next."""
+    from clinic.sessions.models import Protocol, TreatmentCourse, TreatmentSession
+
+    courses = list(db.exec(select(TreatmentCourse).where(TreatmentCourse.patient_id == patient_id)
+                           .order_by(TreatmentCourse.ordered_at.desc())))
+    if not courses:
+        return []
+    protocols = {p.id: p for p in db.exec(select(Protocol).where(Protocol.id.in_({c.protocol_id for c in courses})))}
+    sessions = list(db.exec(select(TreatmentSession).where(TreatmentSession.course_id.in_([c.id for c in courses]))
+                            .order_by(TreatmentSession.starts_at)))
+    out = []
+    for c in courses:
+        mine = [s for s in sessions if s.course_id == c.id]
+        out.append({
+            "course": c,
+            "protocol": protocols[c.protocol_id],
+            "done": sum(1 for s in mine if s.status == "discharged"),
+            "next": next((s for s in mine if s.status == "booked"), None),
+        })
+    return out

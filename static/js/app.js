@@ -82,5 +82,10 @@
     });
   }
 
+  // A select that shows something else as soon as it changes (site pickers).
+  document.addEventListener("change", function (event) {
+    if (event.target.matches && event.target.matches("select[data-autosubmit]")) event.target.form.submit();
+  });
+
   document.addEventListener("DOMContentLoaded", function () { restoreDraft(); themeToggle(); });
 })();

@@ -11,8 +11,9 @@ satisfying together:
   1/ratio_recovery of one;
 - a prescriber on site for the whole dosing window;
 - the patient is never booked twice at overlapping times;
-- the protocol's minimum and maximum days between sessions and its sessions-per-week limit (per phase
-  for protocols such as esketamine: twice weekly for four weeks, then weekly);
+- the protocol's minimum and maximum days between sessions and its sessions-per-week limit, counted
+  over any 7 consecutive days (per phase for protocols such as esketamine: twice weekly for four
+  weeks, then weekly);
 - level-loading: on a day, the start time with the fewest other starts nearby wins, so starts are
   staggered rather than piled at opening time.
 
@@ -196,6 +197,16 @@ def nurse_load_ok(
     return True
 
 
+def within_weekly_limit(days: Iterable[date], candidate: date, limit: int) -> bool:
+    """Whether a session on `candidate` keeps every 7 consecutive days at `limit` sessions or fewer."""
+    days = list(days)
+    for first in (candidate - timedelta(days=k) for k in range(7)):
+        last = first + timedelta(days=6)
+        if 1 + sum(1 for d in days if first <= d <= last) > limit:
+            return False
+    return True
+
+
 def covered(start: datetime, end: datetime, shifts: Iterable[StaffShift]) -> bool:
     """Whether the union of `shifts` covers [start, end) without a gap."""
     t = start
@@ -267,11 +278,11 @@ class _Context:
     now: datetime
 
 
-def _check(ctx: _Context, number: int, start: datetime, week_counts: Counter, week_of) -> tuple[Slot | None, str]:
+def _check(ctx: _Context, number: int, start: datetime, series_days: list[date]) -> tuple[Slot | None, str]:
     """The slot at `start` on the first free chair, or the first constraint that blocks it."""
     if start < ctx.now:
         return None, PAST
-    if week_counts[week_of(start)] >= ctx.rule.per_week_for(number):
+    if not within_weekly_limit(series_days, start.astimezone(ctx.site.zone).date(), ctx.rule.per_week_for(number)):
         return None, WEEKLY
     probe = _slot(number, -1, start, ctx.rule)
     if any(b.patient_id == ctx.patient_id and _overlaps(b.start, b.end, probe.start, probe.end)
@@ -296,22 +307,26 @@ def _crowding(start: datetime, bookings: Sequence[Booking], site: SiteCalendar) 
     return sum(1 for b in bookings if b.chair_id in chairs and abs(b.start - start) < near)
 
 
-def _best_on_day(ctx: _Context, number: int, day: date, prefs: Preferences, week_counts: Counter, week_of,
+def _best_on_day(ctx: _Context, number: int, day: date, prefs: Preferences, series_days: list[date],
                  blockers: Counter) -> Slot | None:
+    """The best slot on `day`: the least crowded start that passes every check (then the earliest)."""
     starts, why = _local_starts(day, ctx.site, ctx.rule, prefs)
     if why:
         blockers[why] += 1
         return None
-    best: tuple[int, datetime, Slot] | None = None
-    for start in starts:
-        slot, reason = _check(ctx, number, start, week_counts, week_of)
-        if slot is None:
-            blockers[reason] += 1
-            continue
-        key = (_crowding(start, ctx.bookings, ctx.site), start, slot)
-        if best is None or key[:2] < best[:2]:
-            best = key
-    return best[2] if best else None
+    # Only what overlaps this day matters; narrowing once keeps the search linear in the day's load.
+    lo = starts[0] - timedelta(hours=1)
+    hi = starts[-1] + timedelta(minutes=ctx.rule.chair_minutes, hours=1)
+    day_ctx = _Context(ctx.rule, ctx.site, [b for b in ctx.bookings if b.start < hi and b.end > lo],
+                       [s for s in ctx.nurse_shifts if s.start < hi and s.end > lo],
+                       [s for s in ctx.prescriber_shifts if s.start < hi and s.end > lo], ctx.patient_id, ctx.now)
+    ranked = sorted(starts, key=lambda t: (_crowding(t, day_ctx.bookings, ctx.site), t))
+    for start in ranked:
+        slot, reason = _check(day_ctx, number, start, series_days)
+        if slot is not None:
+            return slot
+        blockers[reason] += 1
+    return None
 
 
 def plan_series(
@@ -342,10 +357,7 @@ def plan_series(
     def local_day(t: datetime) -> date:
         return t.astimezone(site.zone).date()
 
-    def week_of(t: datetime) -> tuple[int, int]:
-        return local_day(t).isocalendar()[:2]
-
-    week_counts: Counter = Counter(week_of(s.start) for s in fixed)
+    series_days = [local_day(s.start) for s in fixed]
     slots: list[Slot] = []
     previous = last_session_day
     for number in range(first_number, rule.sessions + 1):
@@ -360,10 +372,10 @@ def plan_series(
         placed = None
         day = first_day
         while day <= last_day and placed is None:
-            placed = _best_on_day(ctx, number, day, prefs, week_counts, week_of, blockers)
+            placed = _best_on_day(ctx, number, day, prefs, series_days, blockers)
             day += timedelta(days=1)
         if placed is None:
-            alternatives, notes = _nearest_alternatives(ctx, number, last_day, prefs, week_counts, week_of,
+            alternatives, notes = _nearest_alternatives(ctx, number, last_day, prefs, series_days,
                                                         previous, rule)
             reason = _explain(blockers, first_day, last_day)
             unplaced = [Unplaced(number, reason, dict(blockers), alternatives, notes)]
@@ -372,7 +384,7 @@ def plan_series(
             return SeriesPlan(tuple(slots), tuple(unplaced))
         slots.append(placed)
         ctx.bookings.append(placed.as_booking(patient_id))
-        week_counts[week_of(placed.start)] += 1
+        series_days.append(local_day(placed.start))
         previous = local_day(placed.start)
     return SeriesPlan(tuple(slots), ())
 
@@ -385,8 +397,8 @@ def _explain(blockers: Counter, first_day: date, last_day: date) -> str:
     return f"no slot {window}: mostly {main}"
 
 
-def _nearest_alternatives(ctx: _Context, number: int, after: date, prefs: Preferences, week_counts: Counter,
-                          week_of, previous: date | None, rule: SeriesRule, *, want: int = 3,
+def _nearest_alternatives(ctx: _Context, number: int, after: date, prefs: Preferences, series_days: list[date],
+                          previous: date | None, rule: SeriesRule, *, want: int = 3,
                           look_days: int = 21) -> tuple[tuple[Slot, ...], tuple[str, ...]]:
     """The nearest slots past the window (relaxing the preferences if they were the obstacle)."""
     found: list[Slot] = []
@@ -395,7 +407,7 @@ def _nearest_alternatives(ctx: _Context, number: int, after: date, prefs: Prefer
     for p in (prefs, relaxed):
         day = after + timedelta(days=1)
         while day <= after + timedelta(days=look_days) and len(found) < want:
-            slot = _best_on_day(ctx, number, day, p, week_counts, week_of, Counter())
+            slot = _best_on_day(ctx, number, day, p, series_days, Counter())
             if slot and slot.start not in {f.start for f in found}:
                 found.append(slot)
                 bits = []
@@ -465,9 +477,9 @@ def spacing_problems(rule: SeriesRule, slots: Sequence[Slot], zone: ZoneInfo,
                 problems.append(f"session {slot.number}: {gap} days after the previous one "
                                 f"(at most {rule.max_days_between})")
         prev = day
-    weeks = Counter(d.isocalendar()[:2] for d in days)
-    for slot, day in zip(sorted(slots, key=lambda s: s.start), days, strict=True):
-        if weeks[day.isocalendar()[:2]] > rule.per_week_for(slot.number):
-            problems.append(f"session {slot.number}: more than {rule.per_week_for(slot.number)} in its week")
+    for i, (slot, day) in enumerate(zip(sorted(slots, key=lambda s: s.start), days, strict=True)):
+        if not within_weekly_limit(days[:i], day, rule.per_week_for(slot.number)):
+            problems.append(f"session {slot.number}: more than {rule.per_week_for(slot.number)} "
+                            "sessions within 7 days")
             break
     return problems

@@ -23,6 +23,7 @@ from clinic.sessions.planner import (
     covered,
     nurse_load_ok,
     plan_series,
+    within_weekly_limit,
 )
 
 NY = ZoneInfo("America/New_York")
@@ -63,7 +64,8 @@ def test_iv_induction_is_placed_whole_within_every_rule():
     days = [local(s.start).date() for s in plan.slots]
     gaps = [(b - a).days for a, b in zip(days, days[1:], strict=False)]
     assert all(1 <= g <= 7 for g in gaps)
-    assert max(Counter(d.isocalendar()[:2] for d in days).values()) <= 3
+    for first in days:  # any 7 consecutive days hold at most 3 sessions
+        assert sum(1 for d in days if first <= d <= first + timedelta(days=6)) <= 3
     for s in plan.slots:
         assert time(8) <= local(s.start).time() and local(s.end).time() <= time(18)
         assert s.end - s.start == timedelta(minutes=100)
@@ -254,6 +256,13 @@ def test_nothing_is_booked_in_the_past():
     plan = plan_series(ONE, site(), bookings=[], shifts=staff(date(2026, 11, 23), 3),
                        prefs=Preferences(date(2026, 11, 23)), patient_id=1, now=now)
     assert plan.slots[0].start >= now
+
+
+def test_weekly_limit_counts_any_seven_consecutive_days():
+    thu, fri, mon, tue = date(2026, 11, 26), date(2026, 11, 27), date(2026, 11, 30), date(2026, 12, 1)
+    assert within_weekly_limit([thu, fri], mon, 3)
+    assert not within_weekly_limit([thu, fri, mon], tue, 3)  # Thu..Wed is one 7-day stretch
+    assert within_weekly_limit([thu, fri, mon], date(2026, 12, 3), 3)  # Thu 3 Dec: Thu 26 Nov is 7 days back
 
 
 def test_covered_needs_the_whole_window():

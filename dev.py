@@ -34,6 +34,7 @@ BIN = VENV / "bin"
 STAMP = VENV / ".chairside-stamp"
 CHROMIUM = Path("/usr/bin/chromium")
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+DEMO_SMTP_PORT = 8025
 LINT_PATHS = ("clinic", "tests", "benchmarks", "dev.py")
 
 
@@ -156,6 +157,14 @@ def cmd_demo(host: str, port: int) -> NoReturn:
     log("loading the demo clinic (clinic demo --reset)")
     if run([clinic, "demo", "--reset"]) != 0:
         die("clinic demo --reset failed")
+    if "CLINIC_SMTP_HOST" not in os.environ:
+        # The demo's reminders go to a local mail sink that writes them to a file, never to the world.
+        mail_log = ROOT / "instance" / "demo-mail.log"
+        mail_log.parent.mkdir(exist_ok=True)
+        subprocess.Popen([str(BIN / "python"), "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{DEMO_SMTP_PORT}"],
+                         stdout=mail_log.open("a"), stderr=subprocess.STDOUT)
+        os.environ.update(CLINIC_SMTP_HOST="127.0.0.1", CLINIC_SMTP_PORT=str(DEMO_SMTP_PORT))
+        log(f"demo reminder e-mails are written to {mail_log.relative_to(ROOT)}")
     log(f"serving at http://{host}:{port} (Ctrl-C to stop)")
     os.chdir(ROOT)
     os.execv(clinic, [clinic, "run", "--host", host, "--port", str(port)])

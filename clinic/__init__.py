@@ -22,11 +22,14 @@ csrf = CSRFProtect()
 
 def feature_blueprints() -> list:
     """The page blueprints of the feature packages, one line each."""
+    from clinic.patients.eligibility_views import bp as eligibility_bp
+    from clinic.patients.waitlist_views import bp as waitlist_bp
     from clinic.sessions.board_views import bp as board_bp
     from clinic.sessions.course_views import bp as courses_bp
+    from clinic.sessions.protocol_views import bp as protocols_bp
     from clinic.sessions.rota_views import bp as rota_bp
 
-    return [board_bp, courses_bp, rota_bp]
+    return [board_bp, courses_bp, rota_bp, eligibility_bp, waitlist_bp, protocols_bp]
 
 
 def create_app(
@@ -44,6 +47,7 @@ def create_app(
     from clinic.audit_views import bp as audit_bp
     from clinic.auth.views import bp as auth_bp
     from clinic.patients.views import bp as patients_bp
+    from clinic.sessions.protocol_service import ensure_seed_protocols
     from clinic.sessions.service import sync_sites
 
     settings = settings or load_settings(config_path, overrides=overrides)
@@ -85,6 +89,7 @@ def create_app(
         dbmod.upgrade(engine)
         with dbmod.session_scope(engine) as db:
             sync_sites(db, settings)
+            ensure_seed_protocols(db)  # the shipped protocols exist in every database (idempotent)
 
     csrf.init_app(app)
     web.init_app(app)

@@ -10,6 +10,7 @@ import os
 import re
 import tomllib
 from datetime import date, time
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -28,6 +29,10 @@ ENV_OVERRIDES = {
     "CLINIC_TIME_ZONE": "clinic.time_zone",
     "CLINIC_IDLE_TIMEOUT_MINUTES": "security.idle_timeout_minutes",
     "CLINIC_INSTANCE_PATH": "clinic.instance_path",
+    "CLINIC_SMTP_HOST": "smtp.host",
+    "CLINIC_SMTP_PORT": "smtp.port",
+    "CLINIC_SMTP_USERNAME": "smtp.username",
+    "CLINIC_SMTP_PASSWORD": "smtp.password",
 }
 
 
@@ -109,6 +114,141 @@ class Thresholds(_Strict):
         return self
 
 
+class Contraindication(_Strict):
+    """One entry of the clinic's contraindication list (a plain string in config.toml is its label).
+
+    `terms` are the words (or word beginnings, e.g. "pregnan") that show that an "eligible" decision's
+    reasons address it; left out, the label's distinctive words are used.
+    """
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]{1,39}$")
+    label: str = Field(min_length=1, max_length=120)
+    terms: list[str] = []
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")[:40]
+
+
+DEFAULT_CONTRAINDICATIONS = [
+    {"code": "aneurysmal_vascular_disease", "label": "Aneurysmal vascular disease",
+     "terms": ["aneurysm", "vascular"]},
+    {"code": "arteriovenous_malformation", "label": "Arteriovenous malformation",
+     "terms": ["arteriovenous", "AVM", "malformation"]},
+    {"code": "intracerebral_haemorrhage", "label": "History of intracerebral haemorrhage",
+     "terms": ["intracerebral", "haemorrhag", "hemorrhag", "bleed"]},
+    {"code": "hypersensitivity", "label": "Hypersensitivity to ketamine or esketamine",
+     "terms": ["hypersensitiv", "allerg"]},
+    {"code": "uncontrolled_hypertension", "label": "Uncontrolled hypertension",
+     "terms": ["hypertens", "blood pressure", "BP"]},
+    {"code": "psychosis_history", "label": "Active psychosis or a history of psychosis",
+     "terms": ["psychos", "psychotic", "schizo"]},
+    {"code": "active_substance_misuse", "label": "Active substance misuse",
+     "terms": ["substance", "misuse", "abuse", "DAST", "alcohol", "drug"]},
+    {"code": "pregnancy", "label": "Pregnancy", "terms": ["pregnan"]},
+    {"code": "severe_cardiac_disease", "label": "Severe cardiac disease", "terms": ["cardiac", "heart", "cardio"]},
+    {"code": "severe_liver_disease", "label": "Severe liver disease", "terms": ["liver", "hepat"]},
+    {"code": "raised_intracranial_pressure", "label": "Raised intracranial pressure", "terms": ["intracranial", "ICP"]},
+    {"code": "raised_intraocular_pressure", "label": "Raised intraocular pressure",
+     "terms": ["intraocular", "glaucoma", "IOP"]},
+]
+
+
+class EligibilitySection(_Strict):
+    contraindications: list[Contraindication] = Field(
+        default_factory=lambda: [Contraindication(**c) for c in DEFAULT_CONTRAINDICATIONS], min_length=1)
+    valid_days: int = Field(default=180, ge=1, le=730)  # an evaluation's default validity
+    substance_flag_score: int = Field(default=3, ge=0, le=10)  # DAST-10 from which a substance-use flag is set
+
+    @field_validator("contraindications", mode="before")
+    @classmethod
+    def _labels_allowed(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"code": _slug(v), "label": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("contraindications")
+    @classmethod
+    def _unique_codes(cls, value: list[Contraindication]) -> list[Contraindication]:
+        codes = [c.code for c in value]
+        if len(set(codes)) != len(codes):
+            raise ValueError("contraindication codes must be unique")
+        return value
+
+
+DEFAULT_PREPARATION = """\
+- Do not eat for about 2 hours before your appointment.
+- Do not drink anything, not even water, for about 30 minutes before it.
+- Bring an adult who will take you home: you must not drive yourself afterwards.
+- Do not drive, cycle or operate machinery until the next day."""
+
+
+def _blank_is_none(value: Any) -> Any:
+    # TOML has no null: an empty string means "not set".
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+class SmtpSection(_Strict):
+    """Outgoing e-mail. The password is best given as CLINIC_SMTP_PASSWORD, not written in the file."""
+
+    host: str = Field(default="localhost", min_length=1)
+    port: int = Field(default=25, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None
+    use_tls: bool = False  # TLS from the first byte (SMTPS, usually port 465)
+    starttls: bool = False  # upgrade a plain connection with STARTTLS (usually port 587)
+    from_address: str = "Chairside <reminders@localhost>"
+    timeout_seconds: float = Field(default=30, gt=0, le=300)
+    max_attempts: int = Field(default=5, ge=1, le=50)
+
+    _blank = field_validator("username", "password", mode="before")(_blank_is_none)
+
+    @field_validator("from_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if "@" not in parseaddr(value)[1]:
+            raise ValueError(f"not an e-mail address: {value!r} (e.g. \"Clinic <reminders@example.org>\")")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.use_tls and self.starttls:
+            raise ValueError("use_tls and starttls are two ways of doing TLS; set one of them")
+        if self.password and not self.username:
+            raise ValueError("a password is set but no username")
+        if self.username and not (self.use_tls or self.starttls):
+            raise ValueError("a username is set without use_tls or starttls; the password would travel in clear")
+        return self
+
+
+class RemindersSection(_Strict):
+    """The day-before reminder e-mailed to each patient (delivered through [smtp])."""
+
+    enabled: bool = True
+    send_hour_local: int | None = Field(default=17, ge=0, le=23)  # the day before, in the site's zone
+    hours_before: int = Field(default=24, ge=1, le=72)  # used when send_hour_local is not set
+    min_notice_hours: float = Field(default=2, ge=0, le=24)  # too late to prepare: no reminder
+    preparation: str = Field(default=DEFAULT_PREPARATION, min_length=1, max_length=4000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_timing(cls, data: Any) -> Any:
+        # Giving hours_before means "a fixed time before the start" instead of the evening before.
+        if isinstance(data, dict) and "hours_before" in data:
+            if _blank_is_none(data.get("send_hour_local")) is not None:
+                raise ValueError("set send_hour_local or hours_before, not both")
+            data = {**data, "send_hour_local": None}
+        return data
+
+    @field_validator("preparation")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("the preparation instructions are empty")
+        return value
+
+
 class SiteConfig(_Strict):
     code: str = Field(pattern=r"^[A-Z0-9]{2,8}$")
     name: str = Field(min_length=1)
@@ -149,6 +289,9 @@ class Settings(_Strict):
     sessions: SessionDefaults = SessionDefaults()
     vitals: VitalsCadence = VitalsCadence()
     thresholds: Thresholds = Thresholds()
+    eligibility: EligibilitySection = EligibilitySection()
+    smtp: SmtpSection = SmtpSection()
+    reminders: RemindersSection = RemindersSection()
     sites: list[SiteConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

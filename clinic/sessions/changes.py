@@ -226,6 +226,34 @@ def mark_no_show(db: Session, actor: Actor, session_id: int, *, now: datetime, g
     return result
 
 
+def replan_after_no_show(db: Session, actor: Actor, session_id: int, *, now: datetime, granularity: int = 15
+                         ) -> ChangeResult:
+    """Re-plan a course after the sweeper marked one of its sessions a no-show.
+
+    When the rest cannot be re-planned, the course's prescriber gets an alert saying which rule cannot
+    hold (one per missed session), and nothing moves.
+    """
+    from clinic.vitals.models import Alert
+
+    row = _session(db, session_id)
+    if row.status != "no_show":
+        return ChangeResult()
+    course = db.get(TreatmentCourse, row.course_id)
+    result = _replan_after_gap(db, actor, course, row, now=now, reason=f"session {row.number_in_course} missed",
+                               granularity=granularity)
+    if result.problem:
+        key = f"course_replan:treatment_session:{row.id}"
+        if db.exec(select(Alert.id).where(Alert.dedupe_key == key)).first() is None:
+            alts = ", ".join(a.start.isoformat() for a in result.alternatives[:3])
+            db.add(Alert(site_id=course.site_id, session_id=row.id, patient_id=course.patient_id,
+                         recipient_id=course.prescriber_id, kind="course_replan_needed", priority="medium",
+                         cause_table="treatment_session", cause_id=row.id, raised_at=now, dedupe_key=key,
+                         message=(f"Session {row.number_in_course} was missed. {result.problem}"
+                                  + (f" Nearest openings (UTC): {alts}." if alts else ""))[:500]))
+    db.commit()
+    return result
+
+
 def _replan_after_gap(db: Session, actor: Actor, course: TreatmentCourse, gap: TreatmentSession, *, now: datetime,
                       reason: str, granularity: int) -> ChangeResult:
     sessions = _course_sessions(db, course.id)

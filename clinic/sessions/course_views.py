@@ -108,6 +108,13 @@ def show(course_id: int):
                            course_statuses=COURSE_STATUSES, now=clock(), zone=ZoneInfo(site.time_zone))
 
 
+def _tell_patient(session_ids: list[int]) -> None:
+    """A patient already reminded of a session that moved or was cancelled gets a change notice."""
+    from clinic.reminders import notice_of_change
+
+    notice_of_change(get_db(), settings(), session_ids, clock())
+
+
 def _result_message(result: changes.ChangeResult, done: str) -> None:
     moved = len(result.moved) + len(result.added)
     if result.problem:
@@ -116,6 +123,13 @@ def _result_message(result: changes.ChangeResult, done: str) -> None:
               + (f" Nearest openings: {alts}." if alts else ""), "warning")
     else:
         flash(done + (f" {moved} session{'s' if moved != 1 else ''} re-planned." if moved else ""), "success")
+
+
+def _changed_ids(session_id: int, result: changes.ChangeResult, course_id: int) -> list[int]:
+    """The cancelled session(s) and the ones the re-plan moved."""
+    cancelled = get_db().exec(select(TreatmentSession.id).where(TreatmentSession.course_id == course_id,
+                                                                TreatmentSession.status == "cancelled")).all()
+    return sorted({session_id, *cancelled, *(r.id for r in result.moved)})
 
 
 def _course_of(session_id: int) -> int:
@@ -132,6 +146,7 @@ def cancel(session_id: int):
     try:
         result = changes.cancel(get_db(), actor(), session_id, request.form.get("reason", ""),
                                 scope=request.form.get("scope", "one"), now=clock(), granularity=_granularity())
+        _tell_patient(_changed_ids(session_id, result, course_id))
         _result_message(result, "Cancelled.")
     except ClinicError as err:
         flash(err.message if not err.fields else f"{err.message} ({'; '.join(err.fields.values())})", "error")
@@ -144,6 +159,7 @@ def no_show(session_id: int):
     course_id = _course_of(session_id)
     try:
         result = changes.mark_no_show(get_db(), actor(), session_id, now=clock(), granularity=_granularity())
+        _tell_patient([r.id for r in result.moved])
         _result_message(result, "Marked as not attended.")
     except ClinicError as err:
         flash(err.message, "error")
@@ -167,6 +183,7 @@ def reschedule(session_id: int):
         result = changes.reschedule(db, actor(), session_id, starts_at=starts_at, chair_id=chair,
                                     reason=request.form.get("reason", ""), scope=request.form.get("scope", "one"),
                                     now=clock(), granularity=_granularity())
+        _tell_patient([r.id for r in result.moved])
         _result_message(result, "Moved.")
     except ClinicError as err:
         flash(err.message if not err.fields else f"{err.message} ({'; '.join(err.fields.values())})", "error")

@@ -147,3 +147,46 @@ def test_nurse_cannot_cancel(client, clinic, db, app):
     r = client.post(f"/sessions/{first.id}/cancel", data={"scope": "one", "reason": "x y z",
                                                            "csrf_token": csrf_token(client, "/")})
     assert r.status_code == 403
+
+
+def test_a_patient_already_reminded_is_told_of_the_move(client, clinic, db, app):
+    from clinic.outbox import OutboxMessage
+
+    app.extensions["clinic.clock"].now = datetime.combine(DAY, time(6), NY).astimezone(UTC)
+    patient = ready_patient(db, 8)
+    patient.email = "pat8@example.org"
+    db.add(patient)
+    db.commit()
+    login(client, "dr.pat")
+    course_id = book_induction(client, clinic, patient)
+    sessions, _ = active(db, course_id)
+    last = sessions[-1]
+    db.add(OutboxMessage(recipient="pat8@example.org", subject="Reminder", body="...", patient_id=patient.id,
+                         session_id=last.id, due_at=app.extensions["clinic.clock"].now, status="sent",
+                         dedupe_key=f"reminder:{last.id}:day_before"))
+    db.commit()
+    new_day = last.starts_at.astimezone(NY).date() + timedelta(days=1)
+    while new_day.weekday() > 4:
+        new_day += timedelta(days=1)
+    r = client.post(f"/sessions/{last.id}/reschedule", data={
+        "day": new_day.isoformat(), "time": "14:00", "scope": "one", "reason": "patient asked",
+        "csrf_token": csrf_token(client, "/")}, follow_redirects=True)
+    assert "Moved." in r.get_data(as_text=True)
+    notice = db.exec(select(OutboxMessage).where(OutboxMessage.dedupe_key.like(f"reminder:{last.id}:changed:%"))).one()
+    assert notice.subject.startswith("Changed:") and "14:00" in notice.body and notice.status == "pending"
+
+
+def test_the_no_show_sweep_re_plans_the_rest_of_the_course(client, clinic, db, app, engine, settings):
+    from clinic import jobs
+
+    clock = app.extensions["clinic.clock"]
+    clock.now = datetime.combine(DAY, time(6), NY).astimezone(UTC)
+    patient = ready_patient(db, 9)
+    login(client, "dr.pat")
+    course_id = book_induction(client, clinic, patient)
+    first = active(db, course_id)[0][0]
+    marked = jobs.sweep_no_shows(engine, settings, now=first.starts_at + timedelta(hours=1))
+    assert marked == [first.id]
+    now_active, _ = active(db, course_id)
+    assert sorted(s.number_in_course for s in now_active) == [1, 2, 3, 4, 5, 6]
+    assert all(s.starts_at > first.starts_at + timedelta(hours=1) for s in now_active)

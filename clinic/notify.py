@@ -164,8 +164,8 @@ def send_pending(db: Session, settings: Settings, now: datetime, *, smtp_factory
             db.refresh(message)
             if message.session_id is not None and message.dedupe_key.startswith("reminder:"):
                 current = reminders.text_before_sending(db, settings, message, now)
-                if isinstance(current, str):
-                    _set(db, message_id, status="failed", last_error=current)
+                if isinstance(current, str):  # e.g. the session was cancelled: nothing to send
+                    _set(db, message_id, status="skipped", last_error=current)
                     result.not_sent.append(message_id)
                     continue
                 if any(getattr(message, k) != v for k, v in current.items()):

@@ -135,4 +135,4 @@ DOSE_EVENT_KINDS = {"pause": "Paused", "resume": "Resumed", "stop": "Stopped", "
 ELIGIBILITY_DECISIONS = {"eligible": "Eligible", "not_eligible": "Not eligible", "deferred": "Deferred"}
 WAITLIST_STATUSES = {"waiting": "Waiting", "offered": "Offered", "scheduled": "Scheduled", "removed": "Removed"}
 SHIFT_EXCEPTION_KINDS = {"leave": "Leave", "swap": "Swap", "extra": "Extra shift"}
-OUTBOX_STATUSES = {"pending": "Pending", "sent": "Sent", "failed": "Failed"}
+OUTBOX_STATUSES = {"pending": "Pending", "sent": "Sent", "failed": "Failed", "skipped": "Not needed"}

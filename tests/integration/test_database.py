@@ -113,3 +113,60 @@ def test_sqlite_runs_in_wal_with_foreign_keys(engine, backend):
 def test_foreign_keys_are_enforced(engine):
     with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
         conn.exec_driver_sql("INSERT INTO chair (site_id, label, active) VALUES (999999, 'Z', true)")
+
+
+def _schema(engine) -> dict:
+    inspector = sa.inspect(engine)
+    out = {}
+    for table in sorted(inspector.get_table_names()):
+        out[table] = {
+            "columns": [(c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(table)],
+            "checks": sorted((c["name"], " ".join(c["sqltext"].split()))
+                             for c in inspector.get_check_constraints(table)),
+            "indexes": sorted((i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                              for i in inspector.get_indexes(table)),
+            "fks": sorted((f["name"], tuple(f["constrained_columns"]), f["referred_table"])
+                          for f in inspector.get_foreign_keys(table)),
+            "uniques": sorted((u["name"], tuple(u["column_names"])) for u in inspector.get_unique_constraints(table)),
+        }
+    return out
+
+
+def test_a_database_upgraded_step_by_step_with_data_equals_a_fresh_one(database_url, tmp_path):
+    from alembic import command
+
+    from clinic.db import alembic_config, make_engine, upgrade
+    from tests.conftest import PG_URL
+
+    if database_url.startswith("sqlite"):
+        urls = [f"sqlite:///{tmp_path / 'fresh.db'}", f"sqlite:///{tmp_path / 'upgraded.db'}"]
+        cleanup = []
+    else:
+        admin = sa.create_engine(PG_URL)
+        names = [f"cs_mig_{i}_{abs(hash(tmp_path)) % 10**8}" for i in range(2)]
+        with admin.begin() as conn:
+            for n in names:
+                conn.exec_driver_sql(f"CREATE SCHEMA {n}")
+        urls = [f"{PG_URL}?options=-csearch_path%3D{n}" for n in names]
+        cleanup = names
+    try:
+        fresh, upgraded = (make_engine(u) for u in urls)
+        upgrade(fresh)
+        command.upgrade(alembic_config(upgraded), "0001")
+        with upgraded.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO outbox_message (channel, recipient, subject, body, due_at, status, attempts, created_at,"
+                " dedupe_key) VALUES ('email', 'a@example.org', 's', 'b', '2026-01-01 00:00:00+00', 'failed', 3,"
+                " '2026-01-01 00:00:00+00', 'k1')")
+        upgrade(upgraded)
+        assert _schema(upgraded) == _schema(fresh)
+        with upgraded.connect() as conn:
+            assert conn.exec_driver_sql("SELECT status, attempts FROM outbox_message").one() == ("failed", 3)
+        fresh.dispose()
+        upgraded.dispose()
+    finally:
+        if cleanup:
+            with admin.begin() as conn:
+                for n in cleanup:
+                    conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {n} CASCADE")
+            admin.dispose()

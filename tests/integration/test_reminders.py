@@ -331,7 +331,7 @@ def test_a_reminder_for_a_session_cancelled_before_sending_is_not_sent(db, engin
     result = jobs.send_outbox(engine, configured, EVENING_BEFORE + timedelta(minutes=1))
     [message] = outbox(db)
     assert result.not_sent == [message.id] and inbox.messages == []
-    assert message.status == "failed" and message.last_error == "not sent: the session is cancelled"
+    assert message.status == "skipped" and message.last_error == "not sent: the session is cancelled"
 
 
 def test_a_session_moved_before_sending_is_reminded_with_its_new_time(db, engine, settings, book, smtp_server):

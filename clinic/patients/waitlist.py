@@ -317,7 +317,7 @@ def candidates_for_slot(db: Session, site_id: int, start: datetime, now: datetim
     flags = _open_flags(db, ids) if clinical_detail else {}
     out = []
     for entry, patient in found:
-        problems = readiness_problems(db, patient.id, protocol, now=now)
+        problems = readiness_problems(db, patient.id, protocol, now=now, zone=zone)
         out.append(Candidate(
             entry_id=entry.id, patient_id=patient.id, mrn=patient.mrn, name=patient.display_name,
             priority=PRIORITY_CODES[entry.priority], wait_days=wait_days(entry.referred_at, today, zone),

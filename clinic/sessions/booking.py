@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.exc import IntegrityError
@@ -19,7 +20,7 @@ from clinic import audit
 from clinic.audit import Actor
 from clinic.auth.models import StaffRole
 from clinic.errors import Conflict, InvalidInput, NotFound
-from clinic.patients.models import Consent, EligibilityEvaluation, Patient
+from clinic.patients.models import Consent, EligibilityEvaluation, Patient, WaitlistEntry
 from clinic.patients.rules import consent_status
 from clinic.sessions.models import Chair, Protocol, Shift, Site, TreatmentCourse, TreatmentSession
 from clinic.sessions.planner import (
@@ -151,12 +152,17 @@ def site_shifts(db: Session, site_id: int, start: datetime, end: datetime) -> li
 # --- the gates before a course can be ordered ---------------------------------------------------
 
 
-def readiness_problems(db: Session, patient_id: int, protocol: Protocol, *, now: datetime) -> list[str]:
-    """What stops a course being ordered: no current eligible evaluation, or no current consent."""
+def readiness_problems(db: Session, patient_id: int, protocol: Protocol, *, now: datetime,
+                       zone: ZoneInfo | None = None) -> list[str]:
+    """What stops a course being ordered: no current eligible evaluation, or no current consent.
+
+    "Current" is judged on the clinic's calendar day (`zone`), as the pages show it.
+    """
     problems = []
-    today = now.date()
+    today = now.astimezone(zone).date() if zone else now.date()
     evaluation = db.exec(select(EligibilityEvaluation).where(EligibilityEvaluation.patient_id == patient_id)
-                         .order_by(EligibilityEvaluation.evaluated_at.desc())).first()
+                         .order_by(EligibilityEvaluation.evaluated_at.desc(), EligibilityEvaluation.id.desc())
+                         ).first()
     if evaluation is None:
         problems.append("no eligibility evaluation on file")
     elif evaluation.valid_until < today:
@@ -198,8 +204,9 @@ def propose(db: Session, order: CourseOrder, *, now: datetime, granularity_minut
             search_days: int = 42) -> Proposal:
     """The planner's proposal for a whole course (nothing is written)."""
     _patient, protocol, site = _load_order(db, order)
-    problems = readiness_problems(db, order.patient_id, protocol, now=now)
+    problems = readiness_problems(db, order.patient_id, protocol, now=now, zone=ZoneInfo(site.time_zone))
     rule = protocol_rule(protocol)
+    order = _not_before_minimum_gap(db, order, rule, ZoneInfo(site.time_zone))
     horizon_start = datetime.combine(order.earliest_start, time(0), UTC) - timedelta(days=1)
     horizon_end = horizon_start + timedelta(days=search_days + 7 * rule.sessions + 30)
     calendar = site_calendar(db, site, granularity_minutes=granularity_minutes)
@@ -211,6 +218,20 @@ def propose(db: Session, order: CourseOrder, *, now: datetime, granularity_minut
         prefs=order.preferences(), patient_id=order.patient_id, now=now, search_days=search_days,
     )
     return Proposal(order, protocol, site, plan, problems)
+
+
+def _not_before_minimum_gap(db: Session, order: CourseOrder, rule: SeriesRule, zone: ZoneInfo) -> CourseOrder:
+    """A single-session course (a booster) keeps the protocol's minimum gap after the patient's last
+    session; a longer gap is allowed, since a booster is often ordered because relief has worn off."""
+    if rule.sessions != 1:
+        return order
+    last = db.exec(select(TreatmentSession.starts_at).where(
+        TreatmentSession.patient_id == order.patient_id,
+        TreatmentSession.status.not_in(INACTIVE_SESSION_STATUSES)).order_by(TreatmentSession.starts_at.desc())).first()
+    if last is None:
+        return order
+    earliest = last.astimezone(zone).date() + timedelta(days=rule.min_days_between)
+    return order.model_copy(update={"earliest_start": max(order.earliest_start, earliest)})
 
 
 def _prescriber_check(db: Session, actor: Actor) -> None:
@@ -228,7 +249,7 @@ def book_course(db: Session, actor: Actor, order: CourseOrder, slots: list[SlotI
     """
     _prescriber_check(db, actor)
     patient, protocol, site = _load_order(db, order)
-    problems = readiness_problems(db, patient.id, protocol, now=now)
+    problems = readiness_problems(db, patient.id, protocol, now=now, zone=ZoneInfo(site.time_zone))
     if problems:
         raise InvalidInput("This course cannot be ordered yet: " + "; ".join(problems) + ".")
     rule = protocol_rule(protocol)
@@ -266,8 +287,21 @@ def book_course(db: Session, actor: Actor, order: CourseOrder, slots: list[SlotI
                  after=audit.snapshot(course) | {"sessions": [
                      {"number": r.number_in_course, "chair_id": r.chair_id, "starts_at": r.starts_at.isoformat()}
                      for r in rows]})
+    _leave_waitlist(db, actor, patient.id, site.id, course.id, now)
     db.commit()
     return course
+
+
+def _leave_waitlist(db: Session, actor: Actor, patient_id: int, site_id: int, course_id: int, now: datetime) -> None:
+    """A patient waiting at this site for a first course is scheduled now (in the same transaction)."""
+    for entry in db.exec(select(WaitlistEntry).where(WaitlistEntry.patient_id == patient_id,
+                                                     WaitlistEntry.site_id == site_id,
+                                                     WaitlistEntry.status.in_(("waiting", "offered")))):
+        before = entry.status
+        entry.status, entry.closed_at = "scheduled", now
+        db.add(entry)
+        audit.record(db, actor, "update", "waitlist_entry", entry.id, patient_id=patient_id,
+                     before={"status": before}, after={"status": "scheduled", "course_id": course_id})
 
 
 def book_session(db: Session, actor: Actor, course_id: int, slot_in: SlotIn, *, now: datetime,

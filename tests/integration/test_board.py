@@ -109,3 +109,23 @@ def test_admin_has_no_day_board(client, clinic, db):
     make_staff(db, "only.admin", "admin")
     login(client, "only.admin")
     assert client.get("/board").status_code == 403
+
+
+def test_a_freed_slot_on_the_board_leads_to_who_could_take_it(client, clinic, db, app):
+    from clinic.patients.models import WaitlistEntry
+
+    clock = app.extensions["clinic.clock"]
+    clock.now = datetime.combine(DAY, time(6), NY).astimezone(UTC)
+    patient, waiting = ready_patient(db, 5), ready_patient(db, 6)
+    db.add(WaitlistEntry(patient_id=waiting.id, site_id=clinic["site"].id, referred_at=clock.now - timedelta(days=9)))
+    db.commit()
+    login(client, "dr.pat")
+    order_via_pages(client, clinic, patient)
+    first = db.exec(select(TreatmentSession).order_by(TreatmentSession.starts_at)).first()
+    client.post(f"/sessions/{first.id}/cancel", data={"scope": "one", "reason": "patient unwell",
+                                                       "csrf_token": csrf_token(client, "/")})
+    board = client.get(f"/board?site={clinic['site'].id}&day={DAY.isoformat()}").get_data(as_text=True)
+    link = re.search(r'href="(/waitlist/candidates\?[^"]+)">Who could take this slot\?', board)
+    assert link, board
+    page = client.get(link.group(1).replace("&amp;", "&")).get_data(as_text=True)
+    assert "Ient6, Pat" in page

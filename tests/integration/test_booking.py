@@ -65,6 +65,18 @@ def test_a_changed_world_refuses_the_whole_series(client, clinic, db):
 
 
 def test_twenty_requests_for_one_chair_and_time_book_exactly_one(app, clinic, db):
+    """20 HTTP requests at once, against the app served on a real socket by a threaded server."""
+    import json
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from werkzeug.serving import make_server
+
+    from clinic.audit import Actor
+    from clinic.auth.schemas import TokenCreate
+    from clinic.auth.service import issue_token
+
     patients = [ready_patient(db, 100 + i) for i in range(20)]
     courses = []
     for p in patients:
@@ -73,22 +85,34 @@ def test_twenty_requests_for_one_chair_and_time_book_exactly_one(app, clinic, db
         db.add(c)
         courses.append(c)
     db.commit()
+    prescriber = clinic["prescriber"]
+    _, secret = issue_token(db, Actor(prescriber.id, prescriber.username), prescriber.id,
+                            TokenCreate(name="race"), now=datetime.now(UTC))
     start = datetime.combine(DAY + timedelta(days=1), time(10), NY).astimezone(UTC).isoformat()
     chair_id = clinic["chairs"][0].id
-    clients = []
-    for _ in range(20):
-        c = app.test_client()
-        login(c, "dr.pat")
-        clients.append((c, csrf_token(c, "/")))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    barrier = threading.Barrier(20)
 
     def attempt(i: int):
-        c, token = clients[i]
-        r = c.post(f"/api/v1/courses/{courses[i].id}/sessions",
-                   json={"number": 1, "chair_id": chair_id, "starts_at": start}, headers={"X-CSRFToken": token})
-        return r.status_code, r.json
+        body = json.dumps({"number": 1, "chair_id": chair_id, "starts_at": start}).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{server.server_port}/api/v1/courses/{courses[i].id}/sessions", data=body,
+            method="POST", headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"})
+        barrier.wait()  # all 20 leave together
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
 
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        results = list(pool.map(attempt, range(20)))
+    try:
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            results = list(pool.map(attempt, range(20)))
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
     codes = sorted(code for code, _ in results)
     assert codes == [201] + [409] * 19, results
     for code, body in results:
@@ -96,3 +120,33 @@ def test_twenty_requests_for_one_chair_and_time_book_exactly_one(app, clinic, db
             assert "chair" in body["message"].lower() and "booked" in body["message"].lower()
     booked = db.exec(select(TreatmentSession).where(TreatmentSession.chair_id == chair_id)).all()
     assert len(booked) == 1
+
+
+def test_booking_a_first_course_takes_the_patient_off_the_waitlist(client, clinic, db):
+    from clinic.patients.models import WaitlistEntry
+
+    patient = ready_patient(db, 50)
+    db.add(WaitlistEntry(patient_id=patient.id, site_id=clinic["site"].id, referred_at=datetime.now(UTC)))
+    db.commit()
+    login(client, "dr.pat")
+    proposal = client.post("/api/v1/courses/proposal", json=order(clinic, patient), headers=headers(client)).json
+    slots = [{"number": s["number"], "chair_id": s["chair_id"], "starts_at": s["start"]} for s in proposal["slots"]]
+    assert client.post("/api/v1/courses", json={"order": order(clinic, patient), "slots": slots},
+                       headers=headers(client)).status_code == 201
+    entry = db.exec(select(WaitlistEntry)).one()
+    assert entry.status == "scheduled" and entry.closed_at is not None
+
+
+def test_a_booster_keeps_the_minimum_gap_after_the_last_session(client, clinic, db):
+    patient = ready_patient(db, 51)
+    login(client, "dr.pat")
+    proposal = client.post("/api/v1/courses/proposal", json=order(clinic, patient), headers=headers(client)).json
+    slots = [{"number": s["number"], "chair_id": s["chair_id"], "starts_at": s["start"]} for s in proposal["slots"]]
+    assert client.post("/api/v1/courses", json={"order": order(clinic, patient), "slots": slots},
+                       headers=headers(client)).status_code == 201
+    last = datetime.fromisoformat(proposal["slots"][-1]["start"]).astimezone(NY).date()
+    booster = clinic["protocols"]["iv-booster"]
+    r = client.post("/api/v1/courses/proposal", json=order(clinic, patient, protocol_id=booster.id),
+                    headers=headers(client))
+    first = datetime.fromisoformat(r.json["slots"][0]["start"]).astimezone(NY).date()
+    assert (first - last).days >= booster.min_days_between

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from clinic import audit
 from clinic.auth.permissions import requires
 from clinic.db import get_db
 from clinic.errors import ClinicError
@@ -66,6 +67,9 @@ def candidates():
         start = datetime.combine(form.day, form.at, ZoneInfo(site.time_zone)).astimezone(UTC)
         found = waitlist.candidates_for_slot(db, form.site_id, start, clock(), protocol_id=form.protocol_id,
                                              clinical_detail=clinical_detail())
+        audit.record(db, actor(), "view", "waitlist_candidates", form.site_id,
+                     detail=f"slot {start.isoformat()}: {len(found)} candidates")
+        db.commit()
     except ClinicError as err:
         errors, status = dict(err.fields), err.status
         errors.setdefault("__all__", err.message)

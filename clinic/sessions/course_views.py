@@ -58,6 +58,9 @@ def order(patient_id: int):
     errors: dict[str, str] = {}
     proposal = None
     status = 200
+    if request.method == "GET":
+        audit.record(db, actor(), "view", "patient", patient.id, patient_id=patient.id, detail="course order form")
+        db.commit()
     if request.method == "POST":
         values = _order_values(request.form) | {"patient_id": patient_id}
         try:

@@ -258,8 +258,17 @@ class SiteConfig(_Strict):
     nurse_ratio_recovery: int = Field(default=4, ge=1, le=12)
     hours: dict[str, list[list[str]]]
     closed_days: list[date] = []
+    thresholds: dict[str, int] = {}  # this site's overrides of [thresholds] (a protocol's own still win)
 
     _zone = field_validator("time_zone")(lambda v: v if v is None else _check_zone(v))
+
+    @field_validator("thresholds")
+    @classmethod
+    def _known_thresholds(cls, value: dict[str, int]):
+        unknown = sorted(set(value) - set(Thresholds.model_fields))
+        if unknown:
+            raise ValueError(f"unknown threshold {', '.join(unknown)}; use one of {', '.join(Thresholds.model_fields)}")
+        return value
 
     @field_validator("hours")
     @classmethod

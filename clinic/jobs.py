@@ -90,6 +90,17 @@ def sweep_no_shows(engine: Engine, settings: Settings, now: datetime | None = No
     return marked
 
 
+def sweep_overdue_checks(engine: Engine, settings: Settings, now: datetime | None = None) -> int:
+    """Alerts for vitals and scores not entered within the grace after they were due."""
+    from clinic.vitals.service import sweep_overdue
+
+    with session_scope(engine) as db:
+        raised = sweep_overdue(db, settings, now or utcnow())
+    if raised:
+        log.info("overdue checks: %s alerts raised", len(raised))
+    return len(raised)
+
+
 def extend_rota(engine: Engine, settings: Settings, now: datetime | None = None) -> None:
     """Keep the concrete shifts generated twelve weeks ahead (the planner reads them)."""
     from clinic.sessions.rota_service import extend_rota as extend
@@ -117,7 +128,8 @@ def build_scheduler(engine: Engine, settings: Settings, *, blocking: bool,
     # (function, every n minutes, seconds after start-up of the first run): all run at once on start-up,
     # so a restart catches up at once; the sender follows the reminder sweep by a few seconds.
     every = {"sweep_reminders": (sweep_reminders, 1, 0), "send_outbox": (send_outbox, 1, 15),
-             "sweep_no_shows": (sweep_no_shows, 5, 0), "extend_rota": (extend_rota, 24 * 60, 30)}
+             "sweep_no_shows": (sweep_no_shows, 5, 0), "extend_rota": (extend_rota, 24 * 60, 30),
+             "sweep_overdue_checks": (sweep_overdue_checks, 1, 5)}
     for job_id, (func, minutes, offset) in every.items():
         first = now + timedelta(seconds=offset)
         scheduler.add_job(func, IntervalTrigger(minutes=minutes, start_date=first, timezone=UTC),

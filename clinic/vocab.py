@@ -128,6 +128,10 @@ CHECKLIST_ITEMS = {
     "baseline_moaas": "Baseline MOAA/S",
     "symptom_scale": "Symptom scale (when due)",
     "bp_gate_decision": "Prescriber decision on pre-dose blood pressure",
+    # before discharge
+    "nausea_controlled": "Nausea controlled",
+    "escort_present": "Adult escort present",
+    "instructions_given": "Discharge instructions given",
 }
 
 DOSE_EVENT_KINDS = {"pause": "Paused", "resume": "Resumed", "stop": "Stopped", "device": "Nasal device given"}

@@ -44,6 +44,12 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "sessions.change": frozenset({PRESCRIBER, MANAGER}),  # reschedule, cancel, mark no-show
     "sessions.checkin": frozenset({NURSE, MANAGER}),
     "board.view": FLOOR,
+    # session monitoring at the chairside
+    "monitor.view": CLINICAL,
+    "monitor.record": CLINICAL,
+    "monitor.decide": frozenset({PRESCRIBER}),  # dose or hold after a high pre-dose blood pressure
+    "alerts.view": CLINICAL,
+    "alerts.acknowledge": CLINICAL,
     # waitlist
     "waitlist.view": FLOOR,
     "waitlist.manage": frozenset({MANAGER, PRESCRIBER}),

@@ -13,6 +13,7 @@ from clinic.db import get_db
 from clinic.errors import ClinicError, InvalidInput
 from clinic.sessions import board
 from clinic.sessions.service import list_sites
+from clinic.vitals.service import open_site_alerts
 from clinic.vocab import PATIENT_FLAG_KINDS, SESSION_STATUSES
 from clinic.web import actor, clock
 
@@ -41,8 +42,9 @@ def _site_and_day():
 def day():
     sites, site, zone, day, today = _site_and_day()
     data = board.day_board(get_db(), actor(), site.id, day)
+    alerts = open_site_alerts(get_db(), site.id) if current_user.can("alerts.view") else []
     context = {"b": data, "sites": sites, "today": today, "now": clock(), "zone": zone, "statuses": SESSION_STATUSES,
-               "flag_kinds": PATIENT_FLAG_KINDS, "timedelta": timedelta}
+               "flag_kinds": PATIENT_FLAG_KINDS, "timedelta": timedelta, "alerts": alerts}
     if request.args.get("partial"):
         return render_template("board/_day.html", **context)
     return render_template("board/day.html", **context)

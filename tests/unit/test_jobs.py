@@ -42,14 +42,17 @@ def test_the_scheduler_runs_its_sweepers_with_explicit_misfire_and_coalesce(sett
     scheduler = started_paused(jobs.build_scheduler(sa.create_engine("sqlite://"), settings, blocking=False))
     try:
         found = {j.id: j for j in scheduler.get_jobs()}
-        assert set(found) == {"sweep_reminders", "send_outbox", "sweep_no_shows", "extend_rota"}
+        assert set(found) == {"sweep_reminders", "send_outbox", "sweep_no_shows", "extend_rota",
+                              "sweep_overdue_checks"}
         assert {k: found[k].trigger.interval for k in found} == {
             "sweep_reminders": timedelta(minutes=1), "send_outbox": timedelta(minutes=1),
-            "sweep_no_shows": timedelta(minutes=5), "extend_rota": timedelta(days=1)}
+            "sweep_no_shows": timedelta(minutes=5), "extend_rota": timedelta(days=1),
+            "sweep_overdue_checks": timedelta(minutes=1)}
         assert found["send_outbox"].next_run_time > found["sweep_reminders"].next_run_time  # sends what was written
         for job in found.values():
             assert (job.coalesce, job.misfire_grace_time, job.max_instances) == (True, 300, 1)
-            assert job.func in (jobs.sweep_reminders, jobs.send_outbox, jobs.sweep_no_shows, jobs.extend_rota)
+            assert job.func in (jobs.sweep_reminders, jobs.send_outbox, jobs.sweep_no_shows, jobs.extend_rota,
+                                jobs.sweep_overdue_checks)
             assert job.next_run_time <= datetime.now(UTC) + timedelta(seconds=40)  # catch up at start-up
     finally:
         scheduler.shutdown(wait=False)

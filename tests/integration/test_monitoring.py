@@ -287,3 +287,23 @@ def test_open_alerts_of_the_site_show_on_other_tablets(client, visit, db, app):
     login(other, "nurse.1")
     board = other.get(f"/board?site={visit['session'].site_id}&day={DAY.isoformat()}").get_data(as_text=True)
     assert re.search(r"MOAA/S|sedation", board, re.I)
+
+
+def test_the_api_records_vitals_idempotently_and_reports_the_state(client, visit, db):
+    login(client, "nurse.0")
+    h = {"X-CSRFToken": csrf_token(client, "/")}
+    sid = visit["session"].id
+    body = {"client_key": "api-vitals-0001", "systolic": 150, "diastolic": 95, "heart_rate": 80}
+    first = client.post(f"/api/v1/sessions/{sid}/vitals", json=body, headers=h)
+    again = client.post(f"/api/v1/sessions/{sid}/vitals", json=body, headers=h)
+    assert (first.status_code, again.status_code) == (201, 200) and first.json["id"] == again.json["id"]
+    assert first.json["alerts"][0]["kind"] == "predose_bp_high"
+    bad = client.post(f"/api/v1/sessions/{sid}/vitals", json={"client_key": "api-vitals-0002", "spo2": 120},
+                      headers=h)
+    assert bad.status_code == 422 and "spo2" in bad.json["fields"]
+    state = client.get(f"/api/v1/sessions/{sid}/monitor").json
+    assert state["status"] == "checked_in" and any("Weight" in g for g in state["dosing_gate"])
+    alerts = client.get(f"/api/v1/sites/{visit['session'].site_id}/alerts").json
+    alert_id = alerts[0]["id"]
+    r = client.post(f"/api/v1/alerts/{alert_id}/acknowledge", json={"action": "prescriber_called"}, headers=h)
+    assert r.status_code == 200 and r.json["action"] == "prescriber_called"

@@ -6,6 +6,7 @@ from datetime import date
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
+from clinic.validation import choice
 from clinic.vocab import CREDENTIAL_KINDS, ROLES
 
 
@@ -52,17 +53,10 @@ class PasswordReset(_Input):
 
 
 class CredentialCreate(_Input):
-    kind: str
+    kind: choice(CREDENTIAL_KINDS)
     number: str = Field(min_length=1, max_length=80)
     issued_by: str | None = Field(default=None, max_length=200)
     expires_on: date
-
-    @field_validator("kind")
-    @classmethod
-    def _kind(cls, v: str) -> str:
-        if v not in CREDENTIAL_KINDS:
-            raise ValueError(f"choose one of: {', '.join(CREDENTIAL_KINDS)}")
-        return v
 
 
 class TokenCreate(_Input):

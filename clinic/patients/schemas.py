@@ -6,6 +6,7 @@ from datetime import date
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
+from clinic.validation import choice
 from clinic.vocab import CONSENT_KINDS, PATIENT_FLAG_KINDS, SEXES
 
 
@@ -22,7 +23,7 @@ class PatientIn(_Input):
     family_name: str = Field(min_length=1, max_length=100)
     preferred_name: str | None = Field(default=None, max_length=100)
     date_of_birth: date
-    sex: str
+    sex: choice(SEXES)
     phone: str | None = Field(default=None, max_length=40, pattern=r"^[0-9+()\-. ]{5,40}$")
     email: EmailStr | None = None
     address: str | None = Field(default=None, max_length=500)
@@ -31,13 +32,6 @@ class PatientIn(_Input):
     allergies: str | None = Field(default=None, max_length=1000)
     home_site_id: int | None = None
     weight_kg: float | None = Field(default=None, ge=25, le=350, description="Weight today, kg")
-
-    @field_validator("sex")
-    @classmethod
-    def _sex(cls, v: str) -> str:
-        if v not in SEXES:
-            raise ValueError(f"choose one of: {', '.join(SEXES)}")
-        return v
 
     @field_validator("date_of_birth")
     @classmethod
@@ -55,15 +49,8 @@ class PatientUpdate(PatientIn):
 
 
 class FlagIn(_Input):
-    kind: str
+    kind: choice(PATIENT_FLAG_KINDS)
     note: str | None = Field(default=None, max_length=1000)
-
-    @field_validator("kind")
-    @classmethod
-    def _kind(cls, v: str) -> str:
-        if v not in PATIENT_FLAG_KINDS:
-            raise ValueError(f"choose one of: {', '.join(PATIENT_FLAG_KINDS)}")
-        return v
 
 
 class FlagClear(_Input):
@@ -71,17 +58,10 @@ class FlagClear(_Input):
 
 
 class ConsentIn(_Input):
-    kind: str
+    kind: choice(CONSENT_KINDS)
     text_version: str = Field(min_length=1, max_length=40)
     signed_on: date
     expires_on: date | None = None
-
-    @field_validator("kind")
-    @classmethod
-    def _kind(cls, v: str) -> str:
-        if v not in CONSENT_KINDS:
-            raise ValueError(f"choose one of: {', '.join(CONSENT_KINDS)}")
-        return v
 
 
 class ConsentRevoke(_Input):

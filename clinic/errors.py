@@ -31,8 +31,14 @@ class InvalidInput(ClinicError):
         for e in err.errors():
             name = ".".join(str(p) for p in e["loc"]) or "__all__"
             fields.setdefault(name, plain_message(e))
-        names = ", ".join(k.replace("_", " ").replace(".", " ") for k in fields)
+        names = ", ".join(_field_words(k) for k in fields)
         return cls(f"Please check: {names}.", fields=fields)
+
+
+def _field_words(name: str) -> str:
+    """A field name as words: "protocol_id" → "Protocol", "items.3" → "Items 3"."""
+    words = name.removesuffix("_id").replace("_", " ").replace(".", " ").strip()
+    return words[:1].upper() + words[1:]
 
 
 def plain_message(e: dict) -> str:

@@ -13,11 +13,12 @@ from clinic.auth.permissions import requires
 from clinic.db import get_db
 from clinic.errors import ClinicError, InvalidInput, NotFound
 from clinic.patients.models import Patient
+from clinic.patients.service import active_flags
 from clinic.sessions import booking, changes
 from clinic.sessions.booking import CourseOrder, SlotIn
 from clinic.sessions.models import Chair, Protocol, Site, TreatmentCourse, TreatmentSession
 from clinic.sessions.service import list_sites
-from clinic.vocab import COURSE_STATUSES, SESSION_STATUSES
+from clinic.vocab import COURSE_STATUSES, PATIENT_FLAG_KINDS, SESSION_STATUSES
 from clinic.web import actor, clock, parse, settings
 
 bp = Blueprint("courses", __name__)
@@ -87,7 +88,9 @@ def order(patient_id: int):
                     proposal = None
     site_id = int(values["site_id"]) if values.get("site_id") else None
     zone = ZoneInfo(db.get(Site, site_id).time_zone) if site_id and db.get(Site, site_id) else settings().zone
+    flags = active_flags(db, [patient.id]).get(patient.id, [])
     return render_template("courses/order.html", patient=patient, protocols=protocols, sites=sites, values=values,
+                           flags=flags, flag_kinds=PATIENT_FLAG_KINDS,
                            errors=errors, proposal=proposal, chairs=_chair_labels(site_id) if site_id else {},
                            zone=zone, weekday_names=WEEKDAY_NAMES), status
 

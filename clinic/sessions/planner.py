@@ -390,7 +390,8 @@ def plan_series(
 
 
 def _explain(blockers: Counter, first_day: date, last_day: date) -> str:
-    window = f"between {first_day.isoformat()} and {last_day.isoformat()}"
+    window = (f"on {first_day:%a %d %b %Y}" if first_day == last_day
+              else f"between {first_day:%a %d %b} and {last_day:%a %d %b %Y}")
     if not blockers:
         return f"no opening {window}"
     main, _ = blockers.most_common(1)[0]

@@ -28,9 +28,10 @@ def feature_blueprints() -> list:
     from clinic.sessions.course_views import bp as courses_bp
     from clinic.sessions.protocol_views import bp as protocols_bp
     from clinic.sessions.rota_views import bp as rota_bp
+    from clinic.vitals.report_views import bp as reports_bp
     from clinic.vitals.views import bp as monitor_bp
 
-    return [board_bp, courses_bp, rota_bp, eligibility_bp, waitlist_bp, protocols_bp, monitor_bp]
+    return [board_bp, courses_bp, rota_bp, eligibility_bp, waitlist_bp, protocols_bp, monitor_bp, reports_bp]
 
 
 def create_app(

@@ -249,6 +249,27 @@ class RemindersSection(_Strict):
         return value
 
 
+DEFAULT_ALWAYS_REPORT = ["over_sedation", "respiratory_depression", "allergic_reaction"]
+
+
+class ReportingSection(_Strict):
+    """Onward reporting of adverse events. Serious and severe events are always flagged; `always_report`
+    names the kinds (clinic.vocab.ADVERSE_EVENT_KINDS) the clinic's policy flags whatever their severity."""
+
+    always_report: list[str] = Field(default_factory=lambda: list(DEFAULT_ALWAYS_REPORT))
+
+    @field_validator("always_report")
+    @classmethod
+    def _known_kinds(cls, value: list[str]) -> list[str]:
+        from clinic.vocab import ADVERSE_EVENT_KINDS
+
+        unknown = [k for k in value if k not in ADVERSE_EVENT_KINDS]
+        if unknown:
+            raise ValueError(f"unknown adverse event kind {', '.join(map(repr, unknown))}; "
+                             f"use one of {', '.join(ADVERSE_EVENT_KINDS)}")
+        return list(dict.fromkeys(value))
+
+
 class SiteConfig(_Strict):
     code: str = Field(pattern=r"^[A-Z0-9]{2,8}$")
     name: str = Field(min_length=1)
@@ -301,6 +322,7 @@ class Settings(_Strict):
     eligibility: EligibilitySection = EligibilitySection()
     smtp: SmtpSection = SmtpSection()
     reminders: RemindersSection = RemindersSection()
+    reporting: ReportingSection = ReportingSection()
     sites: list[SiteConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

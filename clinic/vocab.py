@@ -98,6 +98,16 @@ ADVERSE_EVENT_KINDS = {
     "other": "Other",
 }
 SEVERITIES = {"mild": "Mild", "moderate": "Moderate", "severe": "Severe", "life_threatening": "Life-threatening"}
+# What makes an adverse event serious, as a regulator's voluntary report asks (FDA MedWatch 3500, B.2).
+SERIOUSNESS_CRITERIA = {
+    "death": "Death",
+    "life_threatening": "Life-threatening",
+    "hospitalisation": "Hospitalisation (initial or prolonged)",
+    "disability": "Disability or permanent damage",
+    "congenital_anomaly": "Congenital anomaly / birth defect",
+    "required_intervention": "Required intervention to prevent permanent impairment or damage",
+    "other": "Other serious (important medical event)",
+}
 AE_OUTCOMES = {
     "resolved": "Resolved",
     "resolving": "Resolving",
@@ -132,6 +142,8 @@ CHECKLIST_ITEMS = {
     "nausea_controlled": "Nausea controlled",
     "escort_present": "Adult escort present",
     "instructions_given": "Discharge instructions given",
+    # Spravato REMS: entered by the nurse at discharge
+    "rems_ready_minutes": "Minutes until ready to leave without the 2-hour rule (REMS)",
 }
 
 DOSE_EVENT_KINDS = {"pause": "Paused", "resume": "Resumed", "stop": "Stopped", "device": "Nasal device given"}

@@ -68,7 +68,7 @@ def me():
 
 
 def register_api(app: OpenAPI) -> None:
-    from clinic.api import monitoring, patients, planning, scheduling, staff  # noqa: F401  (register routes)
+    from clinic.api import monitoring, patients, planning, reports, scheduling, staff  # noqa: F401  (register routes)
 
     # Swagger UI otherwise sends the document's address to validator.swagger.io for a badge.
     app.config.setdefault("SWAGGER_CONFIG", {"validatorUrl": None})

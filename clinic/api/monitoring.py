@@ -163,7 +163,7 @@ def post_dose_event(path: SessionPath, body: DoseEventIn):
 @api.post("/sessions/<int:session_id>/adverse-events", tags=[tag], responses={201: SavedOut, **ERRORS})
 @requires("monitor.record")
 def post_adverse_event(path: SessionPath, body: AdverseEventIn):
-    row = service.record_adverse_event(get_db(), actor(), path.session_id, body, now=clock())
+    row = service.record_adverse_event(get_db(), actor(), path.session_id, body, now=clock(), settings=settings())
     return _saved(row, True)
 
 

@@ -50,6 +50,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "monitor.decide": frozenset({PRESCRIBER}),  # dose or hold after a high pre-dose blood pressure
     "alerts.view": CLINICAL,
     "alerts.acknowledge": CLINICAL,
+    # regulatory reports: the Spravato REMS form, adverse-event reports and marking them sent
+    "reports.view": CLINICAL,
+    "reports.send": frozenset({PRESCRIBER, NURSE}),
     # waitlist
     "waitlist.view": FLOOR,
     "waitlist.manage": frozenset({MANAGER, PRESCRIBER}),

@@ -151,6 +151,7 @@ class AdverseEvent(SQLModel, table=True):
     outcome: str = Field(default="ongoing", max_length=24)
     serious: bool = False
     reportable: bool = False
+    seriousness_json: str | None = Field(default=None, sa_type=sa.Text)  # SERIOUSNESS_CRITERIA codes ticked
     reported_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     reported_by_id: int | None = Field(default=None, foreign_key="staff_user.id")
     recorded_by_id: int = Field(foreign_key="staff_user.id")

@@ -9,6 +9,7 @@ in the same transaction as the reading that crosses them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -22,7 +23,7 @@ from sqlmodel import Session, SQLModel, select
 from clinic import audit
 from clinic.audit import Actor
 from clinic.auth.service import current_credentials
-from clinic.config import Settings
+from clinic.config import ReportingSection, Settings
 from clinic.errors import Conflict, InvalidInput, NotFound
 from clinic.outcomes.models import ScaleItemAnswer, ScaleResponse
 from clinic.patients.models import Consent, Patient, WeightMeasurement
@@ -166,6 +167,10 @@ class DischargeIn(_Entry):
     escort_present: bool = False
     instructions_given: bool = False
     override_reason: str | None = Field(default=None, max_length=1000)
+    rems_ready_minutes: int | None = Field(
+        default=None, ge=0, le=720,
+        description="Spravato only: minutes after the first device until the patient would have been ready to "
+                    "leave without the 2-hour rule (REMS form)")
 
 
 class DecisionIn(_Entry):
@@ -358,6 +363,11 @@ def _as_rule_reading(r: VitalsReading) -> rules.Reading:
 
 
 # --- helpers for idempotent, audited writes ------------------------------------------------------
+
+
+def sub_key(client_key: str, part: str) -> str:
+    """The key of a row written on behalf of one entry (stable, so a resend writes nothing new)."""
+    return hashlib.sha256(f"{client_key}:{part}".encode()).hexdigest()[:48]
 
 
 def _existing(db: Session, model: type[SQLModel], client_key: str):
@@ -557,7 +567,7 @@ def record_weight(db: Session, actor: Actor, session_id: int, data: WeightIn, *,
                             measured_at=now, recorded_by_id=actor.user_id, client_key=data.client_key)
     db.add(row)
     db.add(ChecklistEntry(session_id=session.id, item="weight_today", answer=f"{data.weight_kg:g} kg",
-                          recorded_by_id=actor.user_id, recorded_at=now, client_key=f"{data.client_key}-w"))
+                          recorded_by_id=actor.user_id, recorded_at=now, client_key=sub_key(data.client_key, "weight")))
     try:
         db.flush()
     except IntegrityError:
@@ -611,7 +621,7 @@ def start_dosing(db: Session, actor: Actor, settings: Settings, session_id: int,
     db.add(session)
     if protocol.route == "intranasal":  # the first device is given now
         db.add(DoseEvent(dose_id=row.id, kind="device", at=started, device_number=1, recorded_by_id=actor.user_id,
-                         client_key=f"{data.client_key}-d1"))
+                         client_key=sub_key(data.client_key, "device1")))
     audit.record(db, actor, "create", "dose_administration", row.id, patient_id=session.patient_id,
                  after=audit.snapshot(row))
     db.commit()
@@ -664,8 +674,12 @@ def dose_event(db: Session, actor: Actor, session_id: int, data: DoseEventIn, *,
     return row
 
 
-def record_adverse_event(db: Session, actor: Actor, session_id: int, data: AdverseEventIn, *, now: datetime
-                         ) -> AdverseEvent:
+def record_adverse_event(db: Session, actor: Actor, session_id: int, data: AdverseEventIn, *, now: datetime,
+                         settings: Settings | None = None) -> AdverseEvent:
+    """Record an adverse event, flagged for onward reporting when it is serious, severe or of a kind the
+    clinic's policy names (`settings.reporting.always_report`; without settings, the shipped default)."""
+    from clinic.vitals.reports import is_reportable  # reports builds on this module
+
     existing = _existing(db, AdverseEvent, data.client_key)
     if existing:
         return existing
@@ -675,10 +689,12 @@ def record_adverse_event(db: Session, actor: Actor, session_id: int, data: Adver
         raise InvalidInput("Describe the event.", fields={"description": "describe what happened"})
     onset = _measured_at(data.onset_at, now, not_before=session.checked_in_at, name="onset_at")
     serious = data.serious or data.severity == "life_threatening"
+    policy = (settings.reporting if settings is not None else ReportingSection()).always_report
     row = AdverseEvent(session_id=session.id, patient_id=session.patient_id, kind=data.kind,
                        description=data.description, severity=data.severity, onset_at=onset,
                        action_taken=data.action_taken, outcome=data.outcome, serious=serious,
-                       reportable=serious or data.severity == "severe", recorded_by_id=actor.user_id,
+                       reportable=is_reportable(kind=data.kind, severity=data.severity, serious=serious,
+                                                always_report=policy), recorded_by_id=actor.user_id,
                        recorded_at=now, client_key=data.client_key)
     row, created = _save(db, AdverseEvent, row)
     if created:
@@ -712,7 +728,11 @@ def open_site_alerts(db: Session, site_id: int) -> list[Alert]:
 
 def discharge(db: Session, actor: Actor, settings: Settings, session_id: int, data: DischargeIn, *,
               now: datetime) -> TreatmentSession:
-    """Discharge when every criterion is met; otherwise only with an override reason (flagged)."""
+    """Discharge when every criterion is met; otherwise only with an override reason (flagged).
+
+    A Spravato session also needs every field of its REMS monitoring form (clinic.vitals.reports); an
+    override does not replace them, since the form is a regulatory one.
+    """
     session = _get_session(db, session_id)
     if session.status == "discharged":
         return session
@@ -720,7 +740,11 @@ def discharge(db: Session, actor: Actor, settings: Settings, session_id: int, da
     for item, value in (("nausea_controlled", data.nausea_controlled), ("escort_present", data.escort_present),
                         ("instructions_given", data.instructions_given)):
         db.add(ChecklistEntry(session_id=session.id, item=item, answer="yes" if value else "no",
-                              recorded_by_id=actor.user_id, recorded_at=now, client_key=f"{data.client_key}-{item}"))
+                              recorded_by_id=actor.user_id, recorded_at=now, client_key=sub_key(data.client_key, item)))
+    if data.rems_ready_minutes is not None:
+        db.add(ChecklistEntry(session_id=session.id, item="rems_ready_minutes", answer=str(data.rems_ready_minutes),
+                              recorded_by_id=actor.user_id, recorded_at=now,
+                              client_key=sub_key(data.client_key, "rems")))
     try:
         db.flush()
     except IntegrityError:
@@ -729,10 +753,23 @@ def discharge(db: Session, actor: Actor, settings: Settings, session_id: int, da
     state = load_state(db, settings, session_id, now=now)
     unmet = [c for c in state.discharge if not c.met]
     override = (data.override_reason or "").strip()
+    rems: list[str] = []
+    if state.protocol.route == "intranasal":
+        from clinic.vitals.reports import REMS_LABELS, rems_discharge_problems  # reports builds on this module
+
+        rems = rems_discharge_problems(db, state, now=now)
+    problems = []
     if unmet and len(override) < 5:
+        problems.append("Not ready for discharge: " + "; ".join(f"{c.label} ({c.evidence})" for c in unmet)
+                        + ". To discharge anyway, give the reason for the override.")
+    if rems:
+        problems.append("The Spravato REMS monitoring form still needs: " + "; ".join(rems)
+                        + ". An override does not replace it.")
+    if problems:
         db.rollback()
-        raise Conflict("Not ready for discharge: " + "; ".join(f"{c.label} ({c.evidence})" for c in unmet)
-                       + ". To discharge anyway, give the reason for the override.")
+        ready_missing = rems and any(p.startswith(REMS_LABELS["ready_minutes"]) for p in rems)
+        fields = {"rems_ready_minutes": "enter the minutes (REMS form)"} if ready_missing else None
+        raise Conflict(" ".join(problems), fields=fields)
     session.status, session.discharged_at = "discharged", now
     session.discharge_override_reason = override if unmet else None
     session.row_version += 1

@@ -259,7 +259,8 @@ def adverse_event(session_id: int):
     def save():
         data = _form()
         data["serious"] = data.get("serious") == "1"
-        row = service.record_adverse_event(get_db(), actor(), session_id, parse(AdverseEventIn, data), now=clock())
+        row = service.record_adverse_event(get_db(), actor(), session_id, parse(AdverseEventIn, data), now=clock(),
+                                           settings=settings())
         return _done(session_id, f"Adverse event recorded: {ADVERSE_EVENT_KINDS[row.kind]}"
                      + (" (flagged for reporting)." if row.reportable else "."), {"id": row.id}, 201)
     return _entry(session_id, "ae", save)

@@ -50,7 +50,8 @@ def session_chart(state) -> go.Figure:
         height=380, margin={"l": 56, "r": 56, "t": 24, "b": 48}, font={"size": 14},
         xaxis={"title": {"text": since}, "zeroline": True, "zerolinewidth": 2},
         yaxis={"title": {"text": "mmHg · bpm · %"}, "rangemode": "tozero"},
-        yaxis2={"title": {"text": "score"}, "overlaying": "y", "side": "right", "range": [0, 24], "showgrid": False},
+        yaxis2={"title": {"text": "score"}, "overlaying": "y", "side": "right", "range": [0, 24], "showgrid": False,
+                "tickmode": "linear", "dtick": 4},
         legend={"orientation": "h", "y": -0.28}, paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
         hovermode="x unified",
     )

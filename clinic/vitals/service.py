@@ -424,6 +424,15 @@ def _raise_alerts(db: Session, session: TreatmentSession, decisions: list[rules.
 # --- use cases ----------------------------------------------------------------------------------
 
 
+def _phase_at(session: TreatmentSession, measured: datetime, *, before_discharge: bool = False) -> str:
+    """The phase a reading belongs to, by when it was measured (a back-dated reading keeps its phase)."""
+    if session.dosing_started_at is None or measured < session.dosing_started_at:
+        return "baseline"
+    if session.dosing_ended_at is None or measured < session.dosing_ended_at:
+        return "dosing"
+    return "discharge" if before_discharge else "recovery"
+
+
 def record_vitals(db: Session, actor: Actor, settings: Settings, session_id: int, data: VitalsIn, *,
                   now: datetime) -> tuple[VitalsReading, list[Alert], bool]:
     """Save a set of vitals (plausibility is a hard stop), raising any threshold alert with it.
@@ -442,9 +451,7 @@ def record_vitals(db: Session, actor: Actor, settings: Settings, session_id: int
     if errors:
         raise InvalidInput("Please check: " + " ".join(errors.values()), fields=errors)
     measured = _measured_at(data.measured_at, now, not_before=session.checked_in_at, name="measured_at")
-    phase = {"checked_in": "baseline", "dosing": "dosing", "recovery": "recovery"}[session.status]
-    if data.before_discharge and session.status == "recovery":
-        phase = "discharge"
+    phase = _phase_at(session, measured, before_discharge=data.before_discharge)
     row = VitalsReading(session_id=session.id, patient_id=session.patient_id, phase=phase, measured_at=measured,
                         recorded_at=now, recorded_by_id=actor.user_id, client_key=data.client_key, **values)
     row, created = _save(db, VitalsReading, row)

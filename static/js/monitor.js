@@ -38,7 +38,11 @@
     });
   }
 
-  function keep(url, fields, why) {
+  function keep(url, fields, why, takenAt) {
+    // A kept entry keeps the time it was taken, not the time the connection came back.
+    fields = fields.map(function (kv) {
+      return (kv[0] === "measured_at" && !kv[1]) ? ["measured_at", new Date(takenAt || Date.now()).toISOString()] : kv;
+    });
     var q = load();
     var key = (fields.filter(function (kv) { return kv[0] === "client_key"; })[0] || [])[1];
     if (!q.some(function (item) { return item.key === key; })) q.push({ url: url, fields: fields, key: key, at: Date.now() });
@@ -52,13 +56,14 @@
     event.preventDefault();
     event.stopImmediatePropagation();
     var submitter = event.submitter;
+    var takenAt = Date.now();
     var fields = fieldsOf(form, submitter);
     var url = form.action;
     form.querySelectorAll("button").forEach(function (b) { b.disabled = true; });
     post(url, fields).then(function (r) {
       if (r.ok) { window.location.reload(); return; }
       if (r.status === 401) {
-        keep(url, fields, "Your session locked after inactivity. Sign in again; the entry is kept on this tablet and will be sent.");
+        keep(url, fields, "Your session locked after inactivity. Sign in again; the entry is kept on this tablet and will be sent.", takenAt);
         window.location.href = "/login?next=" + encodeURIComponent(window.location.pathname + window.location.search);
         return;
       }
@@ -70,7 +75,7 @@
       form.dataset.native = "1";
       form.submit();
     }).catch(function () {
-      keep(url, fields);
+      keep(url, fields, null, takenAt);
       form.querySelectorAll("button").forEach(function (b) { b.disabled = false; });
       form.reset();
     });
@@ -103,7 +108,9 @@
     if (document.documentElement.dataset.theme === "dark") {
       fig.layout.font = Object.assign({}, fig.layout.font, { color: "#e8eef4" });
     }
-    window.Plotly.newPlot(target, fig.data, fig.layout, { responsive: true, displaylogo: false });
+    // No toolbar: its buttons are too small to tap, and one of them would offer to upload the chart.
+    window.Plotly.newPlot(target, fig.data, fig.layout,
+      { responsive: true, displaylogo: false, displayModeBar: false, showSendToCloud: false });
   }
 
   window.addEventListener("online", flush);

@@ -211,6 +211,7 @@ class MonitorState:
     weight_kg: float | None
     now: datetime
     due: list[rules.Due] = field(default_factory=list)
+    symptom_due: list[str] = field(default_factory=list)  # the course's symptom scales due before this dose
     gate: list[str] = field(default_factory=list)
     discharge: list[rules.Criterion] = field(default_factory=list)
 
@@ -301,9 +302,39 @@ def load_state(db: Session, settings: Settings, session_id: int, *, now: datetim
         state.due = rules.due_checks(state.cadence, dosing_start=session.dosing_started_at,
                                      dosing_end=session.dosing_ended_at, now=now,
                                      vitals_at=[r.measured_at for r in readings], scores_at=scores_at)
+    state.symptom_due = symptom_scales_due(db, state)
     state.gate = gate_problems(db, state, nurse_id=nurse_id)
     state.discharge = discharge_criteria(state)
     return state
+
+
+def scales_due_before(when: str, *, number: int, planned: int, first_of_week: bool) -> bool:
+    """Whether a symptom scale collected `when` (protocols.SCALE_WHEN) is due before session `number`."""
+    return (when == "each_session_pre"
+            or (when == "first_and_last_session_pre" and number in (1, planned))
+            or (when == "weekly_pre" and first_of_week))
+
+
+def symptom_scales_due(db: Session, state: MonitorState) -> list[str]:
+    """The course's symptom scales due before this session's dose and not yet answered for it."""
+    wanted = json.loads(state.protocol.scales_json or "{}")
+    if not wanted:
+        return []
+    s = state.session
+    week = s.starts_at.astimezone(state.zone).isocalendar()[:2]
+    earlier = db.exec(select(TreatmentSession.starts_at).where(
+        TreatmentSession.course_id == s.course_id, TreatmentSession.id != s.id,
+        TreatmentSession.starts_at < s.starts_at, TreatmentSession.status.in_(
+            ("checked_in", "dosing", "recovery", "discharged")))).all()
+    first_of_week = not any(t.astimezone(state.zone).isocalendar()[:2] == week for t in earlier)
+    since = s.checked_in_at or s.starts_at - timedelta(hours=12)
+    answered = {r.scale for r in state.scores} | set(db.exec(select(ScaleResponse.scale).where(
+        ScaleResponse.patient_id == s.patient_id, ScaleResponse.measured_at >= since - timedelta(hours=12))))
+    return [scale for scale, when in wanted.items()
+            if scale in SCALES and scales_due_before(when, number=s.number_in_course,
+                                                     planned=state.course.planned_sessions,
+                                                     first_of_week=first_of_week)
+            and scale not in answered]
 
 
 def gate_problems(db: Session, state: MonitorState, *, nurse_id: int | None) -> list[str]:
@@ -330,8 +361,12 @@ def gate_problems(db: Session, state: MonitorState, *, nurse_id: int | None) -> 
     for scale, item in (("CADSS-6", "baseline_cadss"), ("MOAA/S", "baseline_moaas")):
         if any(sc.measured_at <= before for sc in state.score_values(scale)):
             checklist.setdefault(item, "yes")
+    required = list(PRE_DOSE_ITEMS)
+    if state.symptom_due:
+        required.append("symptom_scale")
+        checklist.pop("symptom_scale", None)
     return rules.dosing_gate_problems(
-        checklist=checklist, required_items=PRE_DOSE_ITEMS,
+        checklist=checklist, required_items=required,
         consent_status=state.consent, nurse_credentials=creds, required_credentials=REQUIRED_CREDENTIALS,
         today=today, predose_bp_high=predose_high, prescriber_decision=decision.answer if decision else None)
 

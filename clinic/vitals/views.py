@@ -84,6 +84,14 @@ def show(session_id: int):
     return _render(session_id)
 
 
+@bp.get("/sessions/<int:session_id>/monitor/bar")
+@requires("monitor.view")
+def bar_fragment(session_id: int):
+    """The session header (elapsed minutes, what is due next), refreshed every 30 seconds."""
+    state = service.load_state(get_db(), settings(), session_id, now=clock())
+    return render_template("monitor/_bar.html", s=state, statuses=SESSION_STATUSES)
+
+
 @bp.get("/sessions/<int:session_id>/monitor/alerts")
 @requires("alerts.view")
 def alerts_fragment(session_id: int):

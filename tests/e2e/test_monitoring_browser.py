@@ -35,7 +35,7 @@ from sqlmodel import Session, select
 from clinic.audit import Actor
 from clinic.auth.models import Credential
 from clinic.db import session_scope
-from clinic.outcomes.models import ScaleResponse
+from clinic.outcomes.models import ScaleItemAnswer, ScaleResponse
 from clinic.patients.models import Consent, EligibilityEvaluation, Patient
 from clinic.sessions import board
 from clinic.sessions.models import Chair, Protocol, Site, TreatmentCourse, TreatmentSession
@@ -126,6 +126,16 @@ def book(ward: Ward, family: str, given: str = "Amal") -> int:
                                    chair_id=chair.id, number_in_course=1, starts_at=starts, ends_at=ends,
                                    status="booked")
         db.add(session)
+        db.commit()
+        # The course's symptom scales, answered by the patient in the waiting room before the session.
+        for scale, items in (("PHQ-9", [2, 2, 1, 2, 1, 1, 2, 1, 0]), ("GAD-7", [2, 1, 2, 1, 1, 2, 1])):
+            response = ScaleResponse(patient_id=patient.id, course_id=course.id, session_id=None, scale=scale,
+                                     measured_at=now, recorded_at=now, source="self_report", total=sum(items),
+                                     client_key=key())
+            db.add(response)
+            db.flush()
+            db.add_all([ScaleItemAnswer(response_id=response.id, item_number=i + 1, scale=scale, value=v)
+                        for i, v in enumerate(items)])
         db.commit()
         return session.id
 

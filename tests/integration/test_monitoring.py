@@ -77,6 +77,9 @@ def prepare(t: Tablet, *, bp=(128, 82)) -> None:
                              "respiratory_rate": 14, "temperature_c": "36.8"}).status_code == 302
     assert t.post("scores", {"scale": "CADSS-6", **{f"item{i}": 0 for i in range(1, 7)}}).status_code == 302
     assert t.post("scores", {"scale": "MOAA/S", "item1": 5}).status_code == 302
+    for scale, n in (("PHQ-9", 9), ("GAD-7", 7)):  # the course's symptom scales, due before every dose
+        assert t.post("scores", {"scale": scale, **{f"item{i}": 1 for i in range(1, n)}, f"item{n}": 0}
+                      ).status_code == 302
 
 
 def test_an_iv_session_from_check_in_to_discharge(client, visit, db, app):
@@ -307,3 +310,41 @@ def test_the_api_records_vitals_idempotently_and_reports_the_state(client, visit
     alert_id = alerts[0]["id"]
     r = client.post(f"/api/v1/alerts/{alert_id}/acknowledge", json={"action": "prescriber_called"}, headers=h)
     assert r.status_code == 200 and r.json["action"] == "prescriber_called"
+
+
+def test_the_course_symptom_scale_is_due_before_dosing(client, visit, db):
+    login(client, "nurse.0")
+    t = Tablet(client, visit["session"].id)
+    for item in ("consent_current", "escort_confirmed", "fasting_confirmed"):
+        t.post("checklist", {"item": item, "answer": "yes"})
+    t.post("interacting", {})
+    t.post("weight", {"weight_kg": "70"})
+    t.post("vitals", {"systolic": 120, "diastolic": 80, "heart_rate": 70, "spo2": 98, "respiratory_rate": 14})
+    t.post("scores", {"scale": "CADSS-6", **{f"item{i}": 0 for i in range(1, 7)}})
+    t.post("scores", {"scale": "MOAA/S", "item1": 5})
+    page = t.page()
+    assert "PHQ-9 (depression) — due before this session" in page and "Symptom scale (when due): not recorded" in page
+    r = t.post("dose", {"amount": "0.5", "lot_number": "L1"})
+    assert r.status_code == 409
+    t.post("scores", {"scale": "PHQ-9", **{f"item{i}": 2 for i in range(1, 10)}})
+    t.post("scores", {"scale": "GAD-7", **{f"item{i}": 2 for i in range(1, 8)}})
+    phq9 = db.exec(select(ScaleResponse).where(ScaleResponse.scale == "PHQ-9")).one()
+    assert phq9.total == 18
+    assert db.exec(select(Alert).where(Alert.kind == "phq9_item9")).one().priority == "high"
+    assert t.post("dose", {"amount": "0.5", "lot_number": "L1"}).status_code == 302
+
+
+def test_the_header_and_alerts_refresh_on_their_own_and_the_full_cadss_is_offered(client, visit, db):
+    login(client, "nurse.0")
+    t = Tablet(client, visit["session"].id)
+    bar = client.get(f"/sessions/{t.sid}/monitor/bar", headers={"X-Background": "1"}).get_data(as_text=True)
+    assert 'id="session-bar"' in bar and "<html" not in bar
+    alerts = client.get(f"/sessions/{t.sid}/monitor/alerts", headers={"X-Background": "1"}).get_data(as_text=True)
+    assert 'id="alerts"' in alerts
+    row = db.get(TreatmentSession, t.sid)
+    row.status, row.dosing_started_at = "dosing", visit["clock"].now
+    db.add(row)
+    db.commit()
+    assert "Full CADSS (23 items)" in t.page("monitoring")
+    assert t.post("scores", {"scale": "CADSS", **{f"item{i}": 1 for i in range(1, 24)}}).status_code == 302
+    assert db.exec(select(ScaleResponse).where(ScaleResponse.scale == "CADSS")).one().total == 23

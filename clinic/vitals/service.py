@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, select
 
@@ -29,6 +29,7 @@ from clinic.outcomes.models import ScaleItemAnswer, ScaleResponse
 from clinic.patients.models import Consent, Patient, WeightMeasurement
 from clinic.patients.rules import consent_status
 from clinic.sessions.models import Chair, Protocol, Site, TreatmentCourse, TreatmentSession
+from clinic.validation import choice
 from clinic.vitals import rules
 from clinic.vitals.models import AdverseEvent, Alert, ChecklistEntry, DoseAdministration, DoseEvent, VitalsReading
 from clinic.vocab import ADVERSE_EVENT_KINDS, AE_OUTCOMES, ALERT_ACTIONS, CHECKLIST_ITEMS, SCALES, SEVERITIES
@@ -65,28 +66,16 @@ class VitalsIn(_Entry):
 
 
 class ScoreIn(_Entry):
-    scale: str
+    scale: choice(SCALES)
     items: list[int] = Field(min_length=1)
     measured_at: datetime | None = None
 
-    @field_validator("scale")
-    @classmethod
-    def _scale(cls, v: str) -> str:
-        if v not in SCALES:
-            raise ValueError(f"choose one of: {', '.join(SCALES)}")
-        return v
 
 
 class ChecklistIn(_Entry):
-    item: str
+    item: choice(CHECKLIST_ITEMS)
     answer: str = Field(min_length=1, max_length=1000)
 
-    @field_validator("item")
-    @classmethod
-    def _item(cls, v: str) -> str:
-        if v not in CHECKLIST_ITEMS:
-            raise ValueError(f"choose one of: {', '.join(CHECKLIST_ITEMS)}")
-        return v
 
 
 class WeightIn(_Entry):
@@ -101,61 +90,31 @@ class DoseIn(_Entry):
 
 
 class DoseEventIn(_Entry):
-    kind: str
+    kind: choice(("pause", "resume", "stop", "device"), "choose pause, resume, stop or device")
     reason: str | None = Field(default=None, max_length=500)
     at: datetime | None = None
 
-    @field_validator("kind")
-    @classmethod
-    def _kind(cls, v: str) -> str:
-        if v not in ("pause", "resume", "stop", "device"):
-            raise ValueError("choose pause, resume, stop or device")
-        return v
 
 
 class AdverseEventIn(_Entry):
-    kind: str
+    kind: choice(ADVERSE_EVENT_KINDS, "choose an event from the list")
     description: str | None = Field(default=None, max_length=2000)
-    severity: str
+    severity: choice(SEVERITIES)
     onset_at: datetime | None = None
     action_taken: str | None = Field(default=None, max_length=1000)
-    outcome: str = "ongoing"
+    outcome: choice(AE_OUTCOMES) = "ongoing"
     serious: bool = False
 
-    @field_validator("kind")
-    @classmethod
-    def _kind(cls, v: str) -> str:
-        if v not in ADVERSE_EVENT_KINDS:
-            raise ValueError("choose an event from the list")
-        return v
 
-    @field_validator("severity")
-    @classmethod
-    def _severity(cls, v: str) -> str:
-        if v not in SEVERITIES:
-            raise ValueError(f"choose one of: {', '.join(SEVERITIES)}")
-        return v
 
-    @field_validator("outcome")
-    @classmethod
-    def _outcome(cls, v: str) -> str:
-        if v not in AE_OUTCOMES:
-            raise ValueError(f"choose one of: {', '.join(AE_OUTCOMES)}")
-        return v
 
 
 class AcknowledgeIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    action: str
+    action: choice(ALERT_ACTIONS, "choose the action taken")
     note: str | None = Field(default=None, max_length=1000)
 
-    @field_validator("action")
-    @classmethod
-    def _action(cls, v: str) -> str:
-        if v not in ALERT_ACTIONS:
-            raise ValueError("choose the action taken")
-        return v
 
 
 class AmendVitalsIn(VitalsIn):
@@ -174,15 +133,9 @@ class DischargeIn(_Entry):
 
 
 class DecisionIn(_Entry):
-    decision: str
+    decision: choice(("dose", "hold"), "choose dose or hold")
     note: str | None = Field(default=None, max_length=500)
 
-    @field_validator("decision")
-    @classmethod
-    def _decision(cls, v: str) -> str:
-        if v not in ("dose", "hold"):
-            raise ValueError("choose dose or hold")
-        return v
 
 
 # --- the state of one session -------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
@@ -371,5 +370,3 @@ def view_funcs_without_permission(app: Flask) -> list[str]:
             missing.append(endpoint)
     return sorted(missing)
 
-
-Handler = Callable[..., Any]

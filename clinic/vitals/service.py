@@ -13,7 +13,6 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -783,9 +782,6 @@ def discharge(db: Session, actor: Actor, settings: Settings, session_id: int, da
     db.commit()
     return session
 
-
-def entry_to_dict(row: Any) -> dict:
-    return audit.snapshot(row)
 
 
 def sweep_overdue(db: Session, settings: Settings, now: datetime) -> list[Alert]:

@@ -53,6 +53,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # regulatory reports: the Spravato REMS form, adverse-event reports and marking them sent
     "reports.view": CLINICAL,
     "reports.send": frozenset({PRESCRIBER, NURSE}),
+    # outcomes: one patient's dashboard shows their answers, so the clinical roles only (never managers)
+    "outcomes.patient": CLINICAL,
     # waitlist
     "waitlist.view": FLOOR,
     "waitlist.manage": frozenset({MANAGER, PRESCRIBER}),

@@ -5,15 +5,17 @@ Clinical content (an individual's answers), so only the clinical roles may open 
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
-from flask import Blueprint, render_template, request
+from flask import Blueprint, Response, render_template, request
 
 from clinic import audit
 from clinic.auth.permissions import requires
 from clinic.db import get_db
-from clinic.outcomes import charts, service
+from clinic.outcomes import charts, export, service
 from clinic.vocab import COURSE_STATUSES, SCALES, SESSION_STATUSES
-from clinic.web import actor, settings
+from clinic.web import actor, clock, settings
 
 bp = Blueprint("outcomes", __name__)
 
@@ -43,3 +45,37 @@ def patient(patient_id: int):
 
 def _isna(value) -> bool:
     return value is None or bool(pd.isna(value))
+
+
+# --- export (CSV and FHIR R4); every export is audited ------------------------------------------------
+
+_CSV_EXPORTS = {"scores": export.scores_csv, "sessions": export.sessions_csv, "vitals": export.vitals_csv}
+
+
+def _audited_export(patient_id: int, what: str) -> None:
+    db = get_db()
+    audit.record(db, actor(), "export", "patient", patient_id, patient_id=patient_id, detail=f"outcomes export: {what}")
+    db.commit()
+
+
+@requires("outcomes.patient")
+def export_csv(patient_id: int, table: str):
+    p, body = _CSV_EXPORTS[table](get_db(), patient_id)
+    _audited_export(patient_id, f"{table}.csv")
+    # The file name carries the MRN, never the patient's name.
+    return Response(body, mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{export.safe_mrn(p)}-{table}.csv"'})
+
+
+for _table in _CSV_EXPORTS:  # one plain rule per table: /patients/<id>/export/scores.csv, sessions.csv, vitals.csv
+    bp.add_url_rule(f"/patients/<int:patient_id>/export/{_table}.csv", "export_csv", export_csv,
+                    defaults={"table": _table})
+
+
+@bp.get("/patients/<int:patient_id>/export/fhir.json")
+@requires("outcomes.patient")
+def export_fhir(patient_id: int):
+    p, bundle = export.fhir_bundle(get_db(), patient_id, now=clock())
+    _audited_export(patient_id, "fhir.json")
+    return Response(json.dumps(bundle, indent=1), mimetype="application/fhir+json",
+                    headers={"Content-Disposition": f'attachment; filename="{export.safe_mrn(p)}-fhir.json"'})

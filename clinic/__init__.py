@@ -22,6 +22,7 @@ csrf = CSRFProtect()
 
 def feature_blueprints() -> list:
     """The page blueprints of the feature packages, one line each."""
+    from clinic.outcomes.cohort_views import bp as cohort_bp
     from clinic.outcomes.views import bp as outcomes_bp
     from clinic.patients.eligibility_views import bp as eligibility_bp
     from clinic.patients.waitlist_views import bp as waitlist_bp
@@ -33,7 +34,7 @@ def feature_blueprints() -> list:
     from clinic.vitals.views import bp as monitor_bp
 
     return [board_bp, courses_bp, rota_bp, eligibility_bp, waitlist_bp, protocols_bp, monitor_bp, reports_bp,
-            outcomes_bp]
+            outcomes_bp, cohort_bp]
 
 
 def create_app(

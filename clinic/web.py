@@ -339,6 +339,7 @@ NAV = [
     ("waitlist.index", "Waitlist"),
     ("rota.index", "Rota"),
     ("protocols.index", "Protocols"),
+    ("cohort.index", "Outcomes"),
     ("auth.staff_list", "Staff"),
     ("auditlog.index", "Audit trail"),
 ]

@@ -55,6 +55,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "reports.send": frozenset({PRESCRIBER, NURSE}),
     # outcomes: one patient's dashboard shows their answers, so the clinical roles only (never managers)
     "outcomes.patient": CLINICAL,
+    # clinic outcomes: aggregates by protocol and site, never an individual's answers, so managers too
+    "outcomes.clinic": frozenset({PRESCRIBER, MANAGER}),
     # waitlist
     "waitlist.view": FLOOR,
     "waitlist.manage": frozenset({MANAGER, PRESCRIBER}),

@@ -192,7 +192,7 @@ def test_manager_cannot_open_an_individuals_answers(client, history, db):
     login(client, "max.manager")
     pid = history["patient"].id
     assert client.get(f"/patients/{pid}/outcomes").status_code == 403
-    assert "/outcomes" not in client.get(f"/patients/{pid}").get_data(as_text=True)
+    assert f"/patients/{pid}/outcomes" not in client.get(f"/patients/{pid}").get_data(as_text=True)
     assert not db.exec(select(AuditEvent).where(AuditEvent.detail.like("outcomes dashboard%"))).all()
 
 

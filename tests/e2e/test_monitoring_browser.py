@@ -415,7 +415,7 @@ def test_an_iv_session_from_check_in_to_discharge_on_a_landscape_tablet(open_tab
 
     # Acknowledge it with an action: one choice and one tap.
     high.get_by_label("Action taken").select_option(label="Pause or slow the infusion")
-    high.get_by_placeholder("Note (optional)").fill("rate halved")
+    high.get_by_label("Note (optional)").fill("rate halved")
     save(page, high.get_by_role("button", name="Acknowledge"))
     expect(page.locator("#alerts .alert-high")).to_have_count(0)
     expect(page.locator("#alerts .alert-medium")).to_have_count(1)  # still open until acknowledged itself
